@@ -1,0 +1,123 @@
+"""Activation functions, and the layers that apply them on their own.
+
+Each activation is a pair written from its output a = f(z):
+    forward(z)          -> a
+    backward(da, a)     -> dz = da * f'(z), with f'(z) expressed through a
+so a layer only has to keep its output for backward.
+
+    relu      a = max(z, 0)          dz = da * (a > 0)
+    sigmoid   a = 1 / (1 + e^-z)     dz = da * a * (1 - a)
+    tanh      a = tanh(z)            dz = da * (1 - a^2)
+    softmax   a_i = e^z_i / sum e^z  dz = a * (da - sum(da * a))   (the Jacobian-vector product)
+    linear    a = z                  dz = da
+
+Softmax's Jacobian rarely runs in training: followed by cross-entropy, the model skips it
+and starts backward from the fused gradient (p - y) / N (see tinycnn.losses).
+"""
+import numpy as np
+
+from ..backend import ops
+from .base import Layer
+
+
+class Linear:
+    name = "linear"
+
+    def forward(self, z):
+        return z
+
+    def backward(self, da, a):
+        return da
+
+
+class Relu:
+    name = "relu"
+
+    def forward(self, z):
+        return ops().relu_forward(z)
+
+    def backward(self, da, a):
+        return ops().relu_backward(da, a)
+
+
+class Sigmoid:
+    name = "sigmoid"
+
+    def forward(self, z):
+        return 0.5 * (1.0 + np.tanh(0.5 * z))   # = 1/(1+e^-z), without overflow for large |z|
+
+    def backward(self, da, a):
+        return da * a * (1 - a)
+
+
+class Tanh:
+    name = "tanh"
+
+    def forward(self, z):
+        return np.tanh(z)
+
+    def backward(self, da, a):
+        return da * (1 - a * a)
+
+
+class SoftmaxFn:
+    name = "softmax"
+
+    def forward(self, z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))   # shifting by the max keeps exp() <= 1
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, da, a):
+        return a * (da - (da * a).sum(axis=-1, keepdims=True))
+
+
+ACTIVATIONS = {"linear": Linear, "relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": SoftmaxFn}
+
+
+def get_activation(identifier, layer="activation"):
+    """'relu' -> a Relu(); None -> Linear(). Unknown names get a clear ValueError."""
+    if identifier is None:
+        return Linear()
+    if isinstance(identifier, str) and identifier.lower() in ACTIVATIONS:
+        return ACTIVATIONS[identifier.lower()]()
+    if isinstance(identifier, tuple(ACTIVATIONS.values())):
+        return identifier
+    raise ValueError(f"{layer}: unknown activation {identifier!r}; expected one of "
+                     f"{', '.join(map(repr, ACTIVATIONS))} or None")
+
+
+class Activation(Layer):
+    """Applies an activation function: Activation('relu'), Activation('softmax'), ...
+
+    Input shape: any. Output shape: the same.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = get_activation(activation, self)
+
+    def forward(self, x, training=False):
+        out = self.activation.forward(x)
+        if training:
+            self.cache = {"out": out}
+        return out
+
+    def backward(self, dout, skip_activation=False):
+        """skip_activation=True: dout is already dL/dz (the fused softmax + cross-entropy)."""
+        if skip_activation:
+            return dout
+        return self.activation.backward(dout, self.cached()["out"])
+
+
+class ReLU(Activation):
+    """max(x, 0) as a layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__("relu", **kwargs)
+
+
+class Softmax(Activation):
+    """Softmax over the last axis as a layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__("softmax", **kwargs)

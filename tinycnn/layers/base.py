@@ -1,0 +1,211 @@
+"""The contract every tinycnn layer follows, and the argument checks they share.
+
+A layer is four things:
+    params   dict name -> array: the weights ("kernel", "bias"), in Keras's layouts
+    grads    dict with the same keys: dL/dparam, OVERWRITTEN (never accumulated) by backward
+    forward(x, training)  computes the output; with training=True it keeps in `self.cache`
+                          exactly what backward needs
+    backward(dout)        takes dL/d(output), fills `grads`, returns dL/d(input)
+
+Shapes never include the batch: `build((28, 28, 1))` makes the weights for inputs of
+shape (N, 28, 28, 1), for any N. Nothing here mutates `x` or `dout`.
+"""
+import math
+import re
+
+import numpy as np
+
+from ..utils import rng, unique_name
+
+
+def snake_case(name):
+    """'MaxPooling2D' -> 'max_pooling2d', 'ReLU' -> 're_lu' (Keras's automatic names)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class Layer:
+    """Base class: names, building, weights I/O. Subclasses write forward and backward."""
+
+    def __init__(self, name=None, input_shape=None, **kwargs):
+        kind = type(self).__name__
+        if kwargs:
+            raise TypeError(f"{kind}: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{kind}: name must be a string; received {name!r}")
+        self.name = name or unique_name(snake_case(kind))
+        self.params = {}         # e.g. {"kernel": (KH, KW, C, F), "bias": (F,)}
+        self.grads = {}          # the same keys, filled by backward()
+        self.cache = None        # what forward(training=True) keeps for backward()
+        self.input_grad = True   # a Sequential turns this off for its first layer: no one needs dL/dx there
+        self.input_shape = None if input_shape is None else check_shape(input_shape, f"{self}: input_shape")
+        self.built = False
+        self.in_shape = self.out_shape = None
+
+    def __repr__(self):
+        return f"{type(self).__name__} '{self.name}'"
+
+    # -- building ------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Fix the input shape (batch excluded), check it fits, create the weights."""
+        input_shape = tuple(int(d) for d in input_shape)
+        self.out_shape = self.compute_output_shape(input_shape)   # raises if it cannot fit
+        self.in_shape = input_shape
+        self.create_params(input_shape)
+        self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def create_params(self, input_shape):
+        """Layers with weights create them here (float32, Keras layouts)."""
+
+    def __call__(self, x, training=False):
+        """Build on first use, check the shape, then forward. `layer(x)` as in Keras."""
+        x = np.asarray(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        self.check_input(x)
+        return self.forward(x, training=training)
+
+    def check_input(self, x):
+        if x.shape[1:] != self.in_shape:
+            raise ValueError(f"{self} expects input of shape {shape_str(self.in_shape)}; "
+                             f"received {shape_str(x.shape[1:], batch=x.shape[0])}")
+
+    # -- the math: subclasses ------------------------------------------------------------
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def cached(self):
+        """What forward(training=True) kept; a clear error if there was no such call."""
+        if self.cache is None:
+            raise RuntimeError(f"{self}: backward() called before forward(x, training=True)")
+        return self.cache
+
+    # -- weights -------------------------------------------------------------------------
+    def get_weights(self):
+        """Copies of the weights as float32 arrays, in Keras's order (kernel, bias); [] if none."""
+        return [np.array(p, dtype=np.float32) for p in self.params.values()]
+
+    def set_weights(self, weights):
+        """Replace the weights; the count and every shape must match get_weights()."""
+        if not self.built:
+            raise ValueError(f"{self} has no weights yet: it is built when its input shape is known "
+                             f"(give the first layer input_shape=..., or call the model once)")
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            raise ValueError(f"{self}.set_weights expects {len(self.params)} arrays "
+                             f"({', '.join(self.params) or 'none'}); received {len(weights)}")
+        new = {}
+        for (key, old), w in zip(self.params.items(), weights):
+            w = np.asarray(w)
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"{self}.set_weights: '{key}' must be numeric; received dtype {w.dtype}")
+            if w.shape != old.shape:
+                raise ValueError(f"{self}.set_weights: '{key}' must have shape {old.shape}; received {w.shape}")
+            new[key] = w.astype(np.float32)
+        self.params.update(new)
+
+    @property
+    def weights(self):
+        return list(self.params.values())
+
+    def count_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+
+# ----------------------------------------------------------------------------------------
+# Argument checks and shape arithmetic shared by the layers
+# ----------------------------------------------------------------------------------------
+def shape_str(shape, batch=None):
+    """(26, 26, 32) -> '(None, 26, 26, 32)', as Keras prints shapes."""
+    return str((batch,) + tuple(shape)).replace(",)", ")")
+
+
+def check_shape(shape, what):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of positive integers; received {shape!r}") from None
+    if not shape or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(f"{what} must be a tuple of positive integers (batch excluded); received {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def check_positive_int(value, arg, layer):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer}: {arg} must be a positive integer; received {value!r}")
+    if value <= 0:
+        raise ValueError(f"{layer}: {arg} must be a positive integer; received {value}")
+    return int(value)
+
+
+def pair(value, arg, layer):
+    """An int or a pair of ints -> a pair of positive ints, e.g. kernel_size=3 -> (3, 3)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{layer}: {arg} must be an integer or a tuple of 2 integers; received {value!r}")
+    return tuple(check_positive_int(v, arg, layer) for v in value)
+
+
+def check_padding(padding, layer):
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"{layer}: padding must be 'valid' or 'same'; received {padding!r}")
+    return padding.lower()
+
+
+def window_output(size, k, s, padding):
+    """Output length and (before, after) padding along one axis, as TensorFlow computes them.
+
+    "valid": no padding, out = floor((size - k) / s) + 1.
+    "same":  out = ceil(size / s), padded with just enough zeros; the odd one goes after
+             (at the bottom or right), which is TensorFlow's rule (PyTorch's differs).
+    """
+    if padding == "valid":
+        return (size - k) // s + 1, (0, 0)
+    out = math.ceil(size / s)
+    total = max((out - 1) * s + k - size, 0)
+    return out, (total // 2, total - total // 2)
+
+
+def window_shapes(layer, input_shape, kernel, strides, padding):
+    """(OH, OW) and pads (top, bottom, left, right) for a sliding-window layer, or a clear error."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer} expects input of rank 4 (batch, height, width, channels); "
+                         f"received shape {shape_str(input_shape)}")
+    (H, W, _), (KH, KW) = input_shape, kernel
+    (OH, (top, bottom)), (OW, (left, right)) = (window_output(H, KH, strides[0], padding),
+                                                window_output(W, KW, strides[1], padding))
+    if KH > H + top + bottom or KW > W + left + right:
+        raise ValueError(f"{layer}: window {KH}x{KW} is larger than its {padding}-padded input "
+                         f"{H + top + bottom}x{W + left + right} (input shape {shape_str(input_shape)})")
+    return (OH, OW), (top, bottom, left, right)
+
+
+def initialize(name, shape, fan_in, fan_out):
+    """Keras's initializers by name. Kernels default to glorot_uniform, biases to zeros.
+
+    glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
+    he_uniform:     U(-limit, limit), limit = sqrt(6 / fan_in)
+    """
+    if name == "zeros":
+        return np.zeros(shape, dtype=np.float32)
+    limit = np.sqrt(6.0 / (fan_in + fan_out)) if name == "glorot_uniform" else np.sqrt(6.0 / fan_in)
+    return rng().uniform(-limit, limit, size=shape).astype(np.float32)
+
+
+INITIALIZERS = ("glorot_uniform", "he_uniform", "zeros")
+
+
+def check_initializer(value, arg, layer):
+    if value not in INITIALIZERS:
+        raise ValueError(f"{layer}: {arg} must be one of {', '.join(map(repr, INITIALIZERS))}; received {value!r}")
+    return value

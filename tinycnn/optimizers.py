@@ -1,0 +1,109 @@
+"""Optimizers: turn gradients into weight updates, with Keras's names, defaults and rules.
+
+`apply(slots)` takes a list of (key, param, grad) and updates every param in place.
+A key is (layer name, weight name), e.g. ("conv2d", "kernel"); per-weight state
+(momentum, running averages) is kept under it.
+"""
+import numpy as np
+
+from .backend import ops
+
+
+class Optimizer:
+    def __init__(self, learning_rate):
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating)) \
+                or not learning_rate > 0 or not np.isfinite(learning_rate):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number; "
+                             f"received {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0      # steps taken so far
+        self.state = {}          # key -> dict of arrays shaped like the weight
+
+    def slot(self, key, p, *names):
+        if key not in self.state:
+            self.state[key] = {n: np.zeros_like(p) for n in names}
+        return self.state[key]
+
+    def apply(self, slots):
+        self.iterations += 1
+        for key, p, g in slots:
+            self.update(key, p, g)
+
+    def update(self, key, p, g):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """p <- p - lr * g; with momentum: v <- momentum * v - lr * g, p <- p + v
+    (Nesterov: p <- p + momentum * v - lr * g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1); received {momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def update(self, key, p, g):
+        lr = self.learning_rate
+        if self.momentum == 0:
+            p -= lr * g
+            return
+        v = self.slot(key, p, "velocity")["velocity"]
+        v *= self.momentum
+        v -= lr * g
+        p += self.momentum * v - lr * g if self.nesterov else v
+
+
+class RMSprop(Optimizer):
+    """v <- rho * v + (1 - rho) * g^2;  p <- p - lr * g / (sqrt(v) + eps)."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7):
+        super().__init__(learning_rate)
+        if not 0 <= rho < 1:
+            raise ValueError(f"RMSprop: rho must be in [0, 1); received {rho!r}")
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def update(self, key, p, g):
+        v = self.slot(key, p, "v")["v"]
+        v *= self.rho
+        v += (1 - self.rho) * g * g
+        p -= self.learning_rate * g / (np.sqrt(v) + self.epsilon)
+
+
+class Adam(Optimizer):
+    """Adam with Keras's update rule (bias correction folded into the step size):
+
+        m <- m + (1 - beta_1) (g - m)
+        v <- v + (1 - beta_2) (g^2 - v)
+        p <- p - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= value < 1:
+                raise ValueError(f"Adam: {arg} must be in [0, 1); received {value!r}")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def apply(self, slots):
+        self.iterations += 1
+        t = self.iterations
+        lr_t = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        kernels = ops()
+        for key, p, g in slots:
+            s = self.slot(key, p, "m", "v")
+            kernels.adam_update(p, g, s["m"], s["v"], p.dtype.type(lr_t), p.dtype.type(self.beta_1),
+                                p.dtype.type(self.beta_2), p.dtype.type(self.epsilon))
+
+
+OPTIMIZERS = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
+
+
+def get(identifier):
+    """'adam' -> Adam() with Keras's defaults; instances pass through."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
+        return OPTIMIZERS[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {', '.join(map(repr, OPTIMIZERS))} "
+                     f"or a tinycnn.optimizers.Optimizer instance")

@@ -1,0 +1,85 @@
+"""Small helpers shared by the whole library: labels, seeds and layer names.
+
+    to_categorical(y, num_classes)   integer labels -> one-hot float32 rows
+    set_random_seed(seed)            makes weight init, dropout and shuffling repeatable
+    rng()                            the generator every random draw in tinycnn uses
+"""
+import random
+from collections import defaultdict
+
+import numpy as np
+
+_generator = np.random.default_rng()
+_name_counts = defaultdict(int)
+
+
+def rng():
+    """The one random generator behind weight init, dropout masks and shuffling."""
+    return _generator
+
+
+def set_random_seed(seed):
+    """Seed tinycnn, NumPy's legacy global generator and Python's `random` (as Keras does).
+
+    The same seed gives the same initial weights, dropout masks and batch order,
+    so on the NumPy backend a whole training run repeats bit for bit.
+    """
+    global _generator
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"set_random_seed expects an integer seed; received {seed!r}")
+    if seed < 0:
+        raise ValueError(f"set_random_seed expects a seed >= 0; received {seed}")
+    _generator = np.random.default_rng(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    random.seed(int(seed))
+
+
+def unique_name(base):
+    """Keras-style automatic names: 'conv2d', then 'conv2d_1', 'conv2d_2', ..."""
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def clear_session():
+    """Forget the automatic names handed out so far, so the next model starts at 'conv2d' again."""
+    _name_counts.clear()
+
+
+def to_categorical(y, num_classes=None):
+    """One-hot encode integer class labels.
+
+    Args:
+        y: integer labels, any shape (usually (N,)), values in [0, num_classes).
+        num_classes: number of classes; max(y) + 1 when None.
+    Returns:
+        float32 array of shape y.shape + (num_classes,).
+    Raises:
+        TypeError for non-integer labels, ValueError for labels out of range.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise TypeError("to_categorical expects integer class labels; received non-integer floats")
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iub":
+        raise TypeError(f"to_categorical expects integer class labels; received dtype {y.dtype}")
+    if y.size == 0:
+        raise ValueError("to_categorical received an empty array of labels")
+    y = y.astype(np.int64)
+    if y.ndim > 1 and y.shape[-1] == 1:  # Keras accepts (N, 1) columns of labels
+        y = y[..., 0]
+    if y.min() < 0:
+        raise ValueError(f"to_categorical expects labels >= 0; received {int(y.min())}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"to_categorical expects num_classes to be a positive integer; received {num_classes!r}")
+    if y.max() >= num_classes:
+        raise ValueError(
+            f"to_categorical: label {int(y.max())} is out of range for num_classes={num_classes} "
+            f"(labels must lie in [0, {num_classes - 1}])"
+        )
+    out = np.zeros(y.shape + (int(num_classes),), dtype=np.float32)
+    np.put_along_axis(out, y[..., None], 1.0, axis=-1)
+    return out
