@@ -94,10 +94,11 @@ def col2im(cols, x_shape, KH, KW, stride, pads):
 # ----------------------------------------------------------------------------------------
 # Conv2D: one matrix product each way
 # ----------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, stride, pads):
+def conv2d_forward(x, w, b, stride, pads, relu=False):
     """out = im2col(x) @ W + b.  x (N,H,W,C), w (KH,KW,C,F), b (F,) or None -> out (N,OH,OW,F).
 
-    saved = cols, the unrolled input, which the weight gradient needs.
+    relu=True also applies max(out, 0), in place. saved = cols, the unrolled input, which
+    the weight gradient needs.
     """
     N, H, W, _ = x.shape
     KH, KW, C, F = w.shape
@@ -106,6 +107,8 @@ def conv2d_forward(x, w, b, stride, pads):
     out = cols @ w.reshape(KH * KW * C, F)                 # (N*OH*OW, F)
     if b is not None:
         out += b                                           # (N*OH*OW, F)
+    if relu:
+        np.maximum(out, 0, out=out)                        # (N*OH*OW, F)
     return out.reshape(N, OH, OW, F), cols
 
 
@@ -132,40 +135,46 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True):
 def maxpool_forward(x, pool, stride, pads):
     """x (N,H,W,C) -> out (N,OH,OW,C), saved = argmax (N,OH,OW,C), each window's winner.
 
-    Padding (TensorFlow "same") uses -inf, so a padded cell never wins.
-    argmax is the winner's position inside its window, kh*PW + kw; ties go to the first.
+    A loop over the PH*PW offsets inside a window (4 for 2x2), never over pixels: offset
+    (i, j) of every window at once is the strided slice xp[:, i::SH, j::SW]. A running max
+    keeps the best value so far and which offset k = i*PW + j gave it. Strict ">" means a
+    tie goes to the first offset. Padding ("same") uses -inf, so a padded cell never wins.
     """
     PH, PW = pool
+    SH, SW = stride
+    N, H, W, C = x.shape
+    top, bottom, left, right = pads
+    OH, OW = out_size(H, PH, SH, top, bottom), out_size(W, PW, SW, left, right)
     xp = pad_nhwc(x, pads, value=-np.inf)
-    win = windows(xp, PH, PW, stride)                                  # (N, OH, OW, PH, PW, C)
-    N, OH, OW, _, _, C = win.shape
-    flat = win.transpose(0, 1, 2, 5, 3, 4).reshape(N, OH, OW, C, PH * PW)  # (N, OH, OW, C, PH*PW)
-    argmax = flat.argmax(axis=-1)                                      # (N, OH, OW, C)
-    out = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]  # (N, OH, OW, C)
+    out = np.full((N, OH, OW, C), -np.inf, dtype=x.dtype)              # (N, OH, OW, C) best so far
+    argmax = np.zeros((N, OH, OW, C), dtype=np.int8)                   # (N, OH, OW, C) its offset
+    for i in range(PH):
+        for j in range(PW):
+            v = xp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :]           # (N, OH, OW, C) offset (i, j)
+            better = v > out
+            np.copyto(out, v, where=better)
+            argmax[better] = i * PW + j
     return out, argmax
 
 
 def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
     """Each window passes its whole gradient to its winner; the other cells get 0.
 
-    dout (N,OH,OW,C), saved = argmax (N,OH,OW,C) -> dx (N,H,W,C). Where windows overlap
-    (stride < pool) a cell can win several windows and its gradients add up.
+    dout (N,OH,OW,C), saved = argmax (N,OH,OW,C) -> dx (N,H,W,C). The same loop over window
+    offsets as forward: offset (i, j) receives dout where it was the winner. Where windows
+    overlap (stride < pool) a cell can win several windows and its gradients add up.
     """
     argmax = saved
     N, H, W, C = x_shape
     PH, PW = pool
     SH, SW = stride
     top, bottom, left, right = pads
-    Hp, Wp = H + top + bottom, W + left + right
     _, OH, OW, _ = dout.shape
-    kh, kw = np.divmod(argmax, PW)                                     # winner's offset in its window
-    rows = np.arange(OH).reshape(1, OH, 1, 1) * SH + kh                # (N, OH, OW, C) winner's row
-    cols = np.arange(OW).reshape(1, 1, OW, 1) * SW + kw                # (N, OH, OW, C) winner's column
-    n = np.arange(N).reshape(N, 1, 1, 1)
-    c = np.arange(C).reshape(1, 1, 1, C)
-    target = ((n * Hp + rows) * Wp + cols) * C + c                     # flat index into padded dx
-    dxp = np.bincount(target.ravel(), weights=dout.ravel(), minlength=N * Hp * Wp * C)  # sums repeats
-    dxp = dxp.reshape(N, Hp, Wp, C).astype(dout.dtype, copy=False)
+    dxp = np.zeros((N, H + top + bottom, W + left + right, C), dtype=dout.dtype)   # padded dx
+    for i in range(PH):
+        for j in range(PW):
+            won = argmax == i * PW + j                                 # (N, OH, OW, C)
+            dxp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :] += dout * won
     return dxp[:, top:top + H, left:left + W, :]
 
 
