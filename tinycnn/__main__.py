@@ -24,6 +24,9 @@ def train(args):
     print(f"tinycnn {tinycnn.__version__}, backend {tinycnn.get_backend()}, seed {args.seed}")
 
     (x_train, y_train), (x_test, y_test) = seed.prepare_mnist()
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+        x_test, y_test = x_test[:max(args.limit // 6, 1)], y_test[:max(args.limit // 6, 1)]
     print(f"Training data shape: {x_train.shape}; test data shape: {x_test.shape}")
     model = seed.build_model()
     model.summary()
@@ -70,13 +73,15 @@ def main(argv=None):
     p.add_argument("--out", default="tinycnn-run", help="folder for the weights, plot and results (default ./tinycnn-run)")
     p.add_argument("--backend", choices=["numba", "numpy"], default=None,
                    help="kernels to use (default: $TINYCNN_BACKEND, else numba)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="a quick look: train on the first N images, test on the first N/6")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="progress display, as Keras (default 1)")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    if args.epochs < 1 or args.batch_size < 1:
-        parser.error("--epochs and --batch-size must be positive")
+    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--epochs, --batch-size and --limit must be positive")
     return train(args)
 
 

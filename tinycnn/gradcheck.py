@@ -90,13 +90,10 @@ def check_model(model, x, y, h=1e-5):
             reseed(layer)
         return model.loss(y, model._forward(x, training=True))
 
-    loss()
-    probs = model._forward(x, training=True)
-    grad = model.loss.gradient_logits(y, probs) if model._fused else model.loss.gradient(y, probs)
     for layer in model.layers:
         reseed(layer)
-    probs = model._forward(x, training=True)
-    model._backward(grad)
+    probs = model._forward(x, training=True)          # the same dropout masks as every loss() call
+    model._backward(model.loss.gradient_logits(y, probs) if model._fused else model.loss.gradient(y, probs))
     errors = {}
     for layer in model.layers:
         for key, p in layer.params.items():

@@ -64,7 +64,8 @@ class SoftmaxFn:
     name = "softmax"
 
     def forward(self, z):
-        e = np.exp(z - z.max(axis=-1, keepdims=True))   # shifting by the max keeps exp() <= 1
+        with np.errstate(over="ignore"):                 # z - max may be -inf: exp gives 0, as it should
+            e = np.exp(z - z.max(axis=-1, keepdims=True))   # shifting by the max keeps exp() <= 1
         return e / e.sum(axis=-1, keepdims=True)
 
     def backward(self, da, a):

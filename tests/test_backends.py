@@ -1,0 +1,126 @@
+"""The Numba kernels against the NumPy reference, and the backend switch."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinycnn
+from tinycnn.kernels import numba_ops, numpy_ops
+from tinycnn.layers.base import window_output
+
+F32 = dict(rtol=1e-5, atol=1e-5)     # float32 round-off: the two paths sum in different orders
+
+
+@st.composite
+def window_case(draw):
+    """A random NHWC input, window, stride and padding that fit together (batch 1 included)."""
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    H, W = draw(st.integers(KH, KH + 6)), draw(st.integers(KW, KW + 6))
+    (_, (top, bottom)), (_, (left, right)) = window_output(H, KH, SH, padding), window_output(W, KW, SW, padding)
+    seed = draw(st.integers(0, 2**16))
+    return (N, H, W, C), (KH, KW), (SH, SW), (top, bottom, left, right), seed
+
+
+@settings(max_examples=40, deadline=None)
+@given(window_case(), st.integers(1, 5), st.booleans())
+def test_conv2d_kernels_match(case, F, relu):
+    shape, (KH, KW), stride, pads, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((KH, KW, shape[-1], F)).astype(np.float32)
+    b = rng.standard_normal(F).astype(np.float32)
+    out_ref, saved_ref = numpy_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
+    out, saved = numba_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
+    np.testing.assert_allclose(out, out_ref, **F32)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    for got, ref in zip(numba_ops.conv2d_backward(dout, saved, x.shape, w, stride, pads),
+                        numpy_ops.conv2d_backward(dout, saved_ref, x.shape, w, stride, pads)):
+        assert got.shape == ref.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, **F32)
+    np.testing.assert_array_equal(numba_ops.im2col(x, KH, KW, stride, pads), numpy_ops.im2col(x, KH, KW, stride, pads))
+
+
+@settings(max_examples=40, deadline=None)
+@given(window_case())
+def test_maxpool_kernels_match(case):
+    shape, pool, stride, pads, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, :, 0] = 1.0                                   # some ties: both must pick the first
+    out_ref, saved_ref = numpy_ops.maxpool_forward(x, pool, stride, pads)
+    out, saved = numba_ops.maxpool_forward(x, pool, stride, pads)
+    np.testing.assert_array_equal(out, out_ref)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(numba_ops.maxpool_backward(dout, saved, x.shape, pool, stride, pads),
+                               numpy_ops.maxpool_backward(dout, saved_ref, x.shape, pool, stride, pads), **F32)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 2000), st.floats(0.0, 0.9), st.integers(0, 2**16))
+def test_elementwise_kernels_match(n, rate, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(np.float32)
+    out, mask = numba_ops.dropout_forward(x, rate, np.random.default_rng(seed))
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], x[kept] / np.float32(1 - rate), rtol=1e-6)
+    dout = rng.standard_normal(n).astype(np.float32)
+    np.testing.assert_allclose(numba_ops.dropout_backward(dout, mask), dout * kept / np.float32(1 - rate), rtol=1e-6)
+    again, _ = numba_ops.dropout_forward(x, rate, np.random.default_rng(seed))
+    np.testing.assert_array_equal(out, again)             # reproducible from the generator
+    np.testing.assert_array_equal(numba_ops.relu_forward(x), numpy_ops.relu_forward(x))
+    np.testing.assert_array_equal(numba_ops.relu_backward(dout, np.maximum(x, 0)),
+                                  numpy_ops.relu_backward(dout, np.maximum(x, 0)))
+    states = [[a.copy() for a in (x, dout, np.abs(x) * 0.1, dout ** 2)] for _ in range(2)]
+    for kernels, (p, g, m, v) in zip((numba_ops, numpy_ops), states):
+        kernels.adam_update(p, g, m, v, *map(np.float32, (0.01, 0.9, 0.999, 1e-7)))
+    for a, b in zip(*states):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_dropout_rate_is_about_right():
+    out, _ = numba_ops.dropout_forward(np.ones(100_000, np.float32), 0.25, np.random.default_rng(0))
+    assert abs((out == 0).mean() - 0.25) < 0.01
+
+
+def test_set_backend_and_get_backend():
+    tinycnn.set_backend("numpy")
+    assert tinycnn.get_backend() == "numpy" and tinycnn.backend.ops() is numpy_ops
+    tinycnn.set_backend("NUMBA")
+    assert tinycnn.get_backend() == "numba" and tinycnn.backend.ops() is numba_ops
+    with pytest.raises(ValueError, match="unknown tinycnn backend 'cuda'; expected one of 'numba', 'numpy'"):
+        tinycnn.set_backend("cuda")
+
+
+def test_environment_variable_chooses_the_backend():
+    code = "import tinycnn; print(tinycnn.get_backend())"
+    env = {**os.environ, "TINYCNN_BACKEND": "numpy"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "numpy"
+    env["TINYCNN_BACKEND"] = "fortran"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "TINYCNN_BACKEND: unknown tinycnn backend 'fortran'" in result.stderr
+    del env["TINYCNN_BACKEND"]
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "numba"
+
+
+def test_a_short_training_gives_the_same_loss_curve_on_both_backends(mnist_prepared):
+    from tinycnn import seed
+    (x, y), _ = mnist_prepared
+    curves = {}
+    for name in ("numpy", "numba"):
+        tinycnn.set_backend(name)
+        tinycnn.set_random_seed(3)
+        model = seed.build_model()
+        for layer in model.layers:             # no dropout: the two backends draw different masks
+            if hasattr(layer, "rate"):
+                layer.rate = 0.0
+        model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        curves[name] = [model.train_on_batch(x[i:i + 64], y[i:i + 64])[0] for i in range(0, 64 * 15, 64)]
+    np.testing.assert_allclose(curves["numba"], curves["numpy"], rtol=2e-3)
+    assert curves["numpy"][-1] < 0.7 * curves["numpy"][0]      # and it does learn
