@@ -40,8 +40,9 @@ def test_conv2d_kernels_match(case, F, relu):
     out, saved = numba_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
     np.testing.assert_allclose(out, out_ref, **F32)
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    for got, ref in zip(numba_ops.conv2d_backward(dout, saved, x.shape, w, stride, pads),
-                        numpy_ops.conv2d_backward(dout, saved_ref, x.shape, w, stride, pads)):
+    relu_out = out_ref if relu else None                     # the ReLU's gradient, fused or not
+    for got, ref in zip(numba_ops.conv2d_backward(dout, saved, x.shape, w, stride, pads, relu_out=relu_out),
+                        numpy_ops.conv2d_backward(dout, saved_ref, x.shape, w, stride, pads, relu_out=relu_out)):
         assert got.shape == ref.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, **F32)
     np.testing.assert_array_equal(numba_ops.im2col(x, KH, KW, stride, pads), numpy_ops.im2col(x, KH, KW, stride, pads))

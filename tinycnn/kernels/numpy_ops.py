@@ -112,13 +112,16 @@ def conv2d_forward(x, w, b, stride, pads, relu=False):
     return out.reshape(N, OH, OW, F), cols
 
 
-def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True):
+def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_out=None):
     """Gradients of out = cols @ W + b, then col2im to fold dcols back onto the image.
 
     dout (N,OH,OW,F), saved = cols (N*OH*OW, KH*KW*C) -> dx (N,H,W,C) or None, dw, db.
+    relu_out: the forward's output when a ReLU was fused; its gradient is applied first.
     """
     KH, KW, C, F = w.shape
     cols = saved
+    if relu_out is not None:
+        dout = relu_backward(dout, relu_out)                           # (N, OH, OW, F)
     dout2 = dout.reshape(-1, F)                                        # (N*OH*OW, F)
     dw = (cols.T @ dout2).reshape(KH, KW, C, F)                        # (KH, KW, C, F)
     db = dout2.sum(axis=0)                                             # (F,)

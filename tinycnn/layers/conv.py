@@ -71,12 +71,21 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout, skip_activation=False):
-        """dout (N, OH, OW, F) -> dx (N, H, W, C); fills grads["kernel"] and grads["bias"]."""
+        """dout (N, OH, OW, F) -> dx (N, H, W, C); fills grads["kernel"] and grads["bias"].
+
+        With a ReLU, the kernel applies its gradient dz = dout * (out > 0) in the same pass
+        (relu_out=out); any other activation's gradient is applied here first.
+        """
         cache = self.cached()
-        dz = dout if skip_activation else self.activation.backward(dout, cache["out"])  # (N, OH, OW, F)
+        fuse_relu = self.activation.name == "relu" and not skip_activation
+        if skip_activation or fuse_relu:
+            dz = dout                                                         # (N, OH, OW, F)
+        else:
+            dz = self.activation.backward(dout, cache["out"])                 # (N, OH, OW, F)
         dx, dw, db = cache["kernels"].conv2d_backward(dz, cache["saved"], cache["x_shape"],
                                                       self.params["kernel"], self.strides, self.pads,
-                                                      need_dx=self.input_grad)
+                                                      need_dx=self.input_grad,
+                                                      relu_out=cache["out"] if fuse_relu else None)
         self.grads["kernel"] = dw                                             # (KH, KW, C, F)
         if self.use_bias:
             self.grads["bias"] = db                                           # (F,)
