@@ -1,0 +1,294 @@
+"""Turn a results dict (run.py) into markdown tables and PNG plots."""
+import os
+
+ORDER = ("tinycnn-numba", "tinycnn-numpy", "keras", "pytorch")
+LABELS = {"tinycnn-numba": "tinycnn (Numba)", "tinycnn-numpy": "tinycnn (NumPy)",
+          "keras": "Keras (TF CPU)", "pytorch": "PyTorch CPU"}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fmt(s, digits=1, scale=1.0):
+    """'median [min-max]' of a summary dict."""
+    if not s:
+        return "—"
+    m, lo, hi = (s[k] * scale for k in ("median", "min", "max"))
+    if s.get("n", 1) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
+
+
+def _ratio(results, key, fw, metric):
+    r = results.get("ratios", {}).get(key, {}).get(fw, {}).get(metric)
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def _file(out, name, part, ext):
+    return os.path.join(out, f"{part}.{ext}" if name == "results" else f"{name}-{part}.{ext}")
+
+
+def machine_line(results):
+    m = results["machine"]
+    v = m["versions"]
+    blas = m.get("numpy_blas") or {}
+    parts = [f"**{m['cpu_model']}**, {m['logical_cores']} cores ({m.get('usable_cores')} usable), "
+             f"{m.get('memory_gib')} GiB, {m['platform']}",
+             f"Python {m['python']}, NumPy {v['numpy']} ({blas.get('name')} {blas.get('version')}), "
+             f"Numba {v['numba']}, TensorFlow {v['tensorflow']} / Keras {v['keras']}, PyTorch {v['torch']}, "
+             f"tinycnn {v['tinycnn']} (git {m.get('tinycnn_git_commit')})"]
+    la = results["loadavg"]
+    parts.append(f"{results['threads']} threads per framework (OMP/OPENBLAS/NUMBA_NUM_THREADS, "
+                 f"TF intra/inter-op, torch.set_num_threads); load average (1/5/15 min) "
+                 f"{'/'.join(f'{x:.2f}' for x in la['start'])} at the start, "
+                 f"{'/'.join(f'{x:.2f}' for x in la.get('end', la['start']))} at the end")
+    return parts
+
+
+def seed_table(results):
+    seed = results.get("seed") or {}
+    fws = [f for f in ORDER if f in seed]
+    if not fws:
+        return []
+    any_fw = seed[fws[0]]
+    lines = [f"Seed model, MNIST, batch {any_fw['batch_size']}, {any_fw['train_images']:,} training images, "
+             f"{any_fw['epochs']} epoch(s) per round, {any_fw['ms_per_step']['n']} round(s). "
+             f"Median [min–max] over rounds; ratios are time ÷ the reference's time (> 1 = slower).", "",
+             "| framework | train ms/step | s/epoch (incl. validation) | predict "
+             f"{any_fw['predict_images']:,} images, s | peak RSS, MB | test accuracy | "
+             "ms/step ÷ Keras | ms/step ÷ PyTorch | s/epoch ÷ Keras | s/epoch ÷ PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for fw in fws:
+        s = seed[fw]
+        lines.append(f"| {LABELS[fw]} | {_fmt(s['ms_per_step'])} | {_fmt(s['s_per_epoch'])} | "
+                     f"{_fmt(s['predict_s'], 2)} | {_fmt(s['peak_rss_mb'], 0)} | {_fmt(s['test_accuracy'], 4)} | "
+                     f"{_ratio(results, 'vs_keras', fw, 'ms_per_step')} | "
+                     f"{_ratio(results, 'vs_pytorch', fw, 'ms_per_step')} | "
+                     f"{_ratio(results, 'vs_keras', fw, 's_per_epoch')} | "
+                     f"{_ratio(results, 'vs_pytorch', fw, 's_per_epoch')} |")
+    nb = results.get("ratios", {}).get("vs_tinycnn_numpy", {}).get("tinycnn-numba")
+    if nb:
+        lines += ["", f"Numba ÷ NumPy backend: {nb['ms_per_step']:.2f}× the ms/step, "
+                      f"{nb['s_per_epoch']:.2f}× the s/epoch, {nb['predict_s']:.2f}× the predict time."]
+    return lines
+
+
+def jit_lines(results):
+    jit = results.get("jit")
+    if not jit:
+        return []
+    lines = ["| Numba cache | import numba, s | first train step, s | steady step, s | first predict, s | "
+             "compile time (first − steady), s |", "|---|---|---|---|---|---|"]
+    for key in ("cold", "warm"):
+        j = jit.get(key)
+        if j:
+            lines.append(f"| {key} | {j['import_numba_s']:.2f} | {j['first_step_s']:.2f} | {j['steady_step_s']:.3f} "
+                         f"| {j['first_predict_s']:.3f} | {j['compile_s']:.2f} |")
+    return lines + ["", "Compilation is outside every timing above: each worker warms up before it measures."]
+
+
+def scaling_lines(results):
+    sc = results.get("scaling") or {}
+    fws = [f for f in ORDER if f in sc]
+    if not fws:
+        return []
+    lines = []
+    for sweep, key, title in (("batch", "batch_size", "batch size (28×28 images)"),
+                              ("image", "image_size", "image size")):
+        rows = {fw: [r for r in sc[fw] if r["sweep"] == sweep] for fw in fws}
+        xs = sorted({r[key] for fw in fws for r in rows[fw]})
+        if not xs:
+            continue
+        extra = "" if sweep == "batch" else f" (batch {rows[fws[0]][0]['batch_size']})"
+        lines += ["", f"Train ms/step against {title}{extra}; ms per image in parentheses.", "",
+                  f"| {key.replace('_', ' ')} | " + " | ".join(LABELS[f] for f in fws) + " |",
+                  "|---" * (len(fws) + 1) + "|"]
+        for x in xs:
+            cells = []
+            for fw in fws:
+                r = next((r for r in rows[fw] if r[key] == x), None)
+                cells.append("—" if r is None else f"{r['ms_per_step']['median']:.1f} ({r['ms_per_image']:.2f})")
+            lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def layer_lines(results):
+    lay = results.get("layers")
+    if not lay:
+        return []
+    b = lay["backends"]
+    fws = [f for f in ("tinycnn-numba", "tinycnn-numpy") if f in b]
+    first = b[fws[0]]
+    lb = lay["lower_bound"]
+    lines = [f"Measured float32 matmul peak (NumPy sgemm, {first['matmul_peak']['n']}³, best of "
+             f"{first['matmul_peak']['repeats']}): **{lay['matmul_peak_gflops']:.1f} GFLOP/s**. "
+             f"A training step of batch {first['batch_size']} is {lb['train_flops_per_image'] * first['batch_size'] / 1e9:.2f} "
+             f"GFLOP, so the roofline lower bound is **{lb['ms_per_step']:.1f} ms/step** and "
+             f"**{lb['s_per_epoch']:.2f} s/epoch** (60,000 training + 10,000 validation images).", "",
+             "| layer | output | fwd GFLOP | bwd GFLOP | " + " | ".join(
+                 f"{LABELS[f]} fwd ms (% peak) | bwd ms (% peak)" for f in fws) + " |",
+             "|---|---|---|---|" + "---|---|" * len(fws)]
+
+    def cell(row, d):
+        pct = row.get(f"{d}_pct_of_peak")
+        return f"{row[f'{d}_ms']:.2f}" + ("" if pct is None else f" ({pct:.0f}%)")
+
+    for i, row in enumerate(first["layers"]):
+        cells = []
+        for f in fws:
+            r = b[f]["layers"][i]
+            cells += [cell(r, "forward"), cell(r, "backward")]
+        lines.append(f"| {row['name']} ({row['type']}) | {'×'.join(map(str, row['out_shape']))} | "
+                     f"{row['forward_flops'] / 1e9:.3f} | {row['backward_flops'] / 1e9:.3f} | " + " | ".join(cells) + " |")
+    lines.append("| Adam update | | | | " + " | ".join(f"— | {b[f]['adam_ms']:.2f}" for f in fws) + " |")
+    for f in fws:
+        r = b[f]
+        total = sum(x["forward_ms"] + x["backward_ms"] for x in r["layers"]) + r["adam_ms"]
+        lines.append("")
+        lines.append(f"{LABELS[f]}: layers + Adam sum to {total:.1f} ms; a whole train_on_batch takes "
+                     f"{r['train_step_ms']:.1f} ms, {r['train_step_ms'] / lb['ms_per_step']:.1f}× the roofline bound.")
+    return lines
+
+
+def parity_lines(results):
+    par = results.get("parity")
+    if not par:
+        return []
+    lines = ["| tinycnn backend | direction | weights | same order & shapes | round trip exact | images | "
+             "max abs diff | argmax agreement | tinycnn acc | Keras acc |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for backend in ("numba", "numpy"):
+        p = par.get("backends", {}).get(backend)
+        if not p:
+            continue
+        for d in ("tinycnn_to_keras", "keras_to_tinycnn"):
+            e = p[d]
+            lines.append(f"| {backend} | {d.replace('_', ' ')} | {'trained' if e['weights'] == 'given' else 'initial'} | "
+                         f"{p['same_order_and_shapes']} | {e['round_trip_exact']} | {e['images']:,} | "
+                         f"{e['max_abs_diff']:.2e} | {100 * e['argmax_agreement']:.2f}% | "
+                         f"{e.get('tinycnn_accuracy', float('nan')):.4f} | {e.get('keras_accuracy', float('nan')):.4f} |")
+    return lines
+
+
+def plots(results, out, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = []
+    seed = results.get("seed") or {}
+    fws = [f for f in ORDER if f in seed]
+    colors = {"tinycnn-numba": "tab:blue", "tinycnn-numpy": "tab:cyan", "keras": "tab:orange", "pytorch": "tab:red"}
+    if fws:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        for ax, metric, title in zip(axes, ("ms_per_step", "s_per_epoch", "predict_s"),
+                                     ("train ms/step (batch 128)", "s/epoch incl. validation",
+                                      f"predict {seed[fws[0]]['predict_images']:,} images, s")):
+            med = [seed[f][metric]["median"] for f in fws]
+            lo = [seed[f][metric]["median"] - seed[f][metric]["min"] for f in fws]
+            hi = [seed[f][metric]["max"] - seed[f][metric]["median"] for f in fws]
+            ax.bar(range(len(fws)), med, yerr=[lo, hi], capsize=4, color=[colors[f] for f in fws])
+            ax.set_xticks(range(len(fws)), [LABELS[f].replace(" (", "\n(") for f in fws], fontsize=8)
+            ax.set_title(title, fontsize=10)
+            for i, m in enumerate(med):
+                ax.annotate(f"{m:.3g}", (i, m), ha="center", va="bottom", fontsize=8,
+                            xytext=(8, 2), textcoords="offset points")
+        m = results["machine"]
+        fig.suptitle(f"Seed model on MNIST: median over {seed[fws[0]]['ms_per_step']['n']} round(s), "
+                     f"whiskers min–max; {m['cpu_model']}, {results['threads']} threads", fontsize=10)
+        fig.tight_layout()
+        path = _file(out, name, "seed", "png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    sc = results.get("scaling") or {}
+    sfws = [f for f in ORDER if f in sc]
+    if sfws:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, sweep, key, xlabel in ((axes[0], "batch", "batch_size", "batch size (28×28)"),
+                                       (axes[1], "image", "image_size", "image side, pixels")):
+            for f in sfws:
+                rows = sorted((r for r in sc[f] if r["sweep"] == sweep), key=lambda r: r[key])
+                if rows:
+                    ax.loglog([r[key] for r in rows], [r["ms_per_step"]["median"] for r in rows], "o-",
+                              color=colors[f], label=LABELS[f])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("ms per train step")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        rows = [r for r in sc[sfws[0]] if r["sweep"] == "image"]
+        axes[1].set_title(f"batch {rows[0]['batch_size']}" if rows else "", fontsize=10)
+        axes[0].set_title("time per step against batch size", fontsize=10)
+        fig.tight_layout()
+        path = _file(out, name, "scaling", "png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    lay = results.get("layers")
+    if lay:
+        b = lay["backends"]
+        lfws = [f for f in ("tinycnn-numba", "tinycnn-numpy") if f in b]
+        fig, ax = plt.subplots(figsize=(10, 4))
+        names = [r["name"] for r in b[lfws[0]]["layers"]] + ["adam"]
+        width = 0.8 / len(lfws)
+        for k, f in enumerate(lfws):
+            fwd = [r["forward_ms"] for r in b[f]["layers"]] + [0]
+            bwd = [r["backward_ms"] for r in b[f]["layers"]] + [b[f]["adam_ms"]]
+            xs = [i + (k - (len(lfws) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, fwd, width, color=colors[f], label=f"{LABELS[f]} forward")
+            ax.bar(xs, bwd, width, bottom=fwd, color=colors[f], alpha=0.45, hatch="//",
+                   label=f"{LABELS[f]} backward (Adam: update)")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("ms (batch %d)" % b[lfws[0]]["batch_size"])
+        ax.set_title(f"per-layer time; roofline bound {lay['lower_bound']['ms_per_step']:.1f} ms/step at "
+                     f"{lay['matmul_peak_gflops']:.0f} GFLOP/s", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = _file(out, name, "layers", "png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def write(results, out, name):
+    files = plots(results, out, name)
+    rel = {os.path.basename(p).rsplit(".", 1)[0].split("-")[-1]: os.path.relpath(p, REPO) for p in files}
+    md = ["# tinycnn benchmarks", "", f"`{results['command']}`, {results['created']}, "
+          f"{results.get('wall_s', 0) / 60:.1f} min.", ""]
+    md += [f"- {line}" for line in machine_line(results)]
+    for fw, why in results.get("skipped", {}).items():
+        md.append(f"- {why}")
+    sections = [("Seed workload", seed_table(results), "seed"), ("Numba JIT compile time", jit_lines(results), None),
+                ("Scaling", scaling_lines(results), "scaling"),
+                ("Per-layer times and roofline", layer_lines(results), "layers"),
+                ("Keras parity", parity_lines(results), None)]
+    for title, lines, plot in sections:
+        if lines:
+            md += ["", f"## {title}", ""] + lines
+            if plot in rel:
+                md += ["", f"![{title}]({os.path.basename(rel[plot])})"]
+    if results.get("errors"):
+        md += ["", "## Errors", ""] + [f"- {e['framework']} {e['task']}: {e['error']}" for e in results["errors"]]
+    md_path = os.path.join(out, f"{name}.md")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md) + "\n")
+    readme = ["## Performance", "",
+              f"Measured by `{results['command']}` ({results['created'][:10]}); "
+              f"full report: [benchmarks/results/{name}.md](benchmarks/results/{name}.md), "
+              f"raw numbers: [{name}.json](benchmarks/results/{name}.json).", ""]
+    readme += [f"- {line}" for line in machine_line(results)]
+    readme += ["", "The machine is shared and noisy: quote medians, and read the load average with them.", ""]
+    readme += seed_table(results)
+    if "seed" in rel:
+        readme += ["", f"![seed benchmark]({rel['seed']})"]
+    lay = results.get("layers")
+    if lay:
+        readme += ["", f"Roofline: the measured float32 matmul peak is {lay['matmul_peak_gflops']:.1f} GFLOP/s, "
+                       f"so no framework can train an epoch of this model faster than "
+                       f"{lay['lower_bound']['s_per_epoch']:.2f} s here ({lay['lower_bound']['ms_per_step']:.1f} ms/step)."]
+    jit = results.get("jit") or {}
+    if jit.get("cold") and jit.get("warm"):
+        readme += ["", f"Numba compiles its kernels in {jit['cold']['compile_s']:.1f} s on a cold cache and "
+                       f"loads them in {jit['warm']['compile_s']:.1f} s from a warm one; the timings above exclude it."]
+    if "scaling" in rel:
+        readme += ["", f"Scaling with batch and image size: ![scaling]({rel['scaling']})"]
+    with open(os.path.join(out, "README_section.md"), "w") as f:
+        f.write("\n".join(readme) + "\n")
+    return files + [md_path, os.path.join(out, "README_section.md")]

@@ -1,0 +1,104 @@
+"""The Keras (TensorFlow CPU) worker. Tasks: seed, scaling, parity.
+
+Threads: TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS from run.py, also set through
+tf.config.threading before any op runs.
+"""
+import os
+import sys
+
+import numpy as np
+
+from . import common
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tf():
+    import tensorflow as tf
+    intra = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+    inter = int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:        # already initialized: the environment variables did it
+        pass
+    return tf
+
+
+class Keras:
+    def __init__(self):
+        self.tf = _tf()
+        import keras
+        self.keras = keras
+
+    def build(self, size, weights):
+        from .parity import keras_seed_model
+        self.keras.backend.clear_session()
+        self.keras.utils.set_random_seed(common.SEED)
+        self.model = keras_seed_model(size)
+        if weights is not None:
+            self.model.set_weights(weights)
+        self.model.compile(loss="categorical_crossentropy",
+                           optimizer=self.keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-7),
+                           metrics=["accuracy"])
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.initial = [np.array(w) for w in self.model.get_weights()]
+        self.initial_opt = [np.array(v.numpy()) for v in self.model.optimizer.variables]
+
+    def reset(self):
+        self.model.set_weights(self.initial)
+        for v, value in zip(self.model.optimizer.variables, self.initial_opt):
+            v.assign(value)
+
+    def prepare(self, x, y):
+        return x, y
+
+    def train_step(self, xb, yb):
+        self.model.train_on_batch(xb, yb)
+
+    def fit_epoch(self, x, y, xv, yv, batch):
+        history = self.model.fit(x, y, batch_size=batch, epochs=1, verbose=0, validation_data=(xv, yv))
+        return history.history["val_accuracy"][-1]
+
+    def predict(self, x, batch):
+        return self.model.predict(x, batch_size=batch, verbose=0)
+
+    def get_weights(self):
+        return [np.asarray(w) for w in self.model.get_weights()]
+
+
+def versions(fw):
+    tf = fw.tf
+    out = {"tensorflow": tf.__version__, "keras": fw.keras.__version__,
+           "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+           "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+           "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
+    return out
+
+
+def run(cfg):
+    task = cfg["task"]
+    fw = Keras()
+    if task == "seed":
+        out = common.seed_task(fw, cfg)
+        out["jit_compile"] = bool(getattr(fw.model, "jit_compile", False))
+    elif task == "scaling":
+        out = common.scaling_task(fw, cfg)
+    elif task == "parity":
+        import tinycnn
+        from . import parity
+        _, (xt, yt) = common.load_data(cfg)
+        out = {"backends": {}}
+        for backend in cfg["backends"]:
+            tinycnn.set_backend(backend)
+            out["backends"][backend] = parity.check(xt, yt, common.load_weights_list(cfg.get("tinycnn_weights")),
+                                        common.load_weights_list(cfg.get("keras_weights")))
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    out["versions"] = versions(fw)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(common.worker_main(run, __doc__))
