@@ -274,7 +274,13 @@ def write(results, out, name):
               f"full report: [benchmarks/results/{name}.md](benchmarks/results/{name}.md), "
               f"raw numbers: [{name}.json](benchmarks/results/{name}.json).", ""]
     readme += [f"- {line}" for line in machine_line(results)]
-    readme += ["", "The machine is shared and noisy: quote medians, and read the load average with them.", ""]
+    readme += ["", "The machine is shared and noisy: quote medians, and read the load average with them."]
+    busy = max(results["loadavg"]["start"][0], results["loadavg"].get("end", [0])[0])
+    if busy > results["machine"]["logical_cores"]:
+        readme += [f"During this run other jobs kept it busy (1-minute load average up to {busy:.1f} on "
+                   f"{results['machine']['logical_cores']} cores), which inflates every absolute time; the "
+                   f"ratios, measured interleaved under the same load, are the more meaningful numbers."]
+    readme += [""]
     readme += seed_table(results)
     if "seed" in rel:
         readme += ["", f"![seed benchmark]({rel['seed']})"]

@@ -73,6 +73,7 @@ def parse_args(argv):
     p.add_argument("--skip", default="", help="comma-separated parts to skip: seed, scaling, layers, jit, parity")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"), help="results folder")
     p.add_argument("--name", default="results", help="base name of the JSON and markdown files")
+    p.add_argument("--report-only", metavar="JSON", help="only rewrite the markdown and plots from a results JSON")
     args = p.parse_args(argv)
     profile = "quick" if args.quick else "smoke" if args.smoke else "default"
     cfg = json.loads(json.dumps(PROFILES[profile]))
@@ -291,6 +292,11 @@ def run_layers(runner, frameworks, cfg):
 def main(argv=None):
     args, cfg, frameworks, skip = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.report_only:
+        with open(args.report_only) as f:
+            files = report.write(json.load(f), args.out, args.name)
+        print("Wrote " + ", ".join(files))
+        return 0
     started = time.time()
     results = {"schema": 1, "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                "command": "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
