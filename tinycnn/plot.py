@@ -127,14 +127,14 @@ def feature_maps(model, image, layers=None, max_maps=8, cmap="viridis"):
             raise ValueError(f"plot.feature_maps: no layer named {unknown[0]!r}; the model has {names}")
         outputs = [(layer, out) for layer, out in outputs if layer.name in layers]
     rows = [("input", one_image(model, image))] + [(f"{layer.name}\n{out.shape[1:]}", out) for layer, out in outputs]
-    fig = plt.figure(figsize=(1.3 * max_maps + 1, 1.35 * len(rows)))
+    fig = plt.figure(figsize=(1.3 * max_maps + 1, 1.35 * len(rows)), layout="constrained")
     grid = fig.add_gridspec(len(rows), max_maps)
     for r, (label, out) in enumerate(rows):
         out = out[0]
         if out.ndim == 3:                                                # (H, W, C): one panel per channel
             for c in range(min(max_maps, out.shape[-1])):
                 ax = fig.add_subplot(grid[r, c])
-                ax.imshow(out[:, :, c], cmap="gray" if r == 0 else cmap)
+                ax.imshow(out[:, :, c], cmap="gray_r" if r == 0 else cmap)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if c == 0:
@@ -148,6 +148,7 @@ def feature_maps(model, image, layers=None, max_maps=8, cmap="viridis"):
             else:
                 ax.imshow(out[None, :], cmap=cmap, aspect="auto")
                 ax.set_yticks([])
+                ax.tick_params(axis="x", labelsize=7)
             ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle("What each layer makes of one image" + (f" (first {max_maps} channels)" if max_maps else ""))
     return fig
