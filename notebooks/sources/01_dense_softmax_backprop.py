@@ -52,7 +52,7 @@ x = np.array([[1.0, 2.0, 0.0, 1.0],
 W = np.array([[0.2, -0.1, 0.0],
               [0.1, 0.3, -0.2],
               [-0.3, 0.2, 0.4],
-              [0.0, -0.2, 0.1]])                 # (D, K) = (4, 3)
+              [0.1, -0.3, 0.2]])                 # (D, K) = (4, 3)
 b = np.array([0.0, 0.1, -0.1])                   # (K,)
 y = np.array([[0.0, 1.0, 0.0],                   # sample 0 is class 1
               [1.0, 0.0, 0.0]])                  # sample 1 is class 0
@@ -61,7 +61,8 @@ print("x", x.shape, " W", W.shape, " b", b.shape, " y", y.shape)
 
 # %% [markdown]
 # The forward pass, one step per line. For sample 0,
-# $z_{0,0} = 1 \cdot 0.2 + 2 \cdot 0.1 + 0 \cdot (-0.3) + 1 \cdot 0 + b_0 = 0.4$: check the first entry below by hand.
+# $z_{0,0} = 1 \cdot 0.2 + 2 \cdot 0.1 + 0 \cdot (-0.3) + 1 \cdot 0.1 + b_0 = 0.5$ (with $b_0 = 0$): check the first
+# entry below by hand.
 
 # %%
 z = x @ W + b                                    # (N, K)
