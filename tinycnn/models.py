@@ -15,7 +15,6 @@ reverse of the list is the reverse of the computation, and the chain rule is a l
 import os
 import tempfile
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -43,6 +42,13 @@ class NonFiniteLossError(FloatingPointError, ValueError):
     """Training produced NaN or inf; the weights were left as they were before the batch."""
 
 
+def _umask():
+    """The process's file-creation mask (reading it means setting it, then putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class History:
     """What fit() returns: `history.history["loss"]` is the list of per-epoch losses, etc."""
 
@@ -56,6 +62,15 @@ class History:
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def as_array(data, what):
+    """np.asarray, with a clear error for ragged lists (rows of different lengths)."""
+    try:
+        return np.asarray(data)
+    except ValueError as err:
+        raise ValueError(f"{what} must be an array with one shape for every sample; received a "
+                         f"{type(data).__name__} that NumPy cannot make rectangular ({err})") from None
 
 
 # Metric name -> how to count the correct predictions in a batch.
@@ -105,19 +120,32 @@ class Sequential:
         for other in self.layers[1:]:
             other.input_grad = True
         if self.input_shape_ is not None:
-            self.build(self.input_shape_)
+            try:
+                self.build(self.input_shape_)
+            except Exception:
+                self.layers.pop()                  # a layer that does not fit is not added
+                raise
 
     def build(self, input_shape):
         """Build every layer from the input shape (batch excluded), checking each fits the next."""
         shape = tuple(input_shape)
-        self.input_shape_ = shape
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            elif layer.in_shape != shape:
-                raise ValueError(f"{layer} was built for inputs of shape {shape_str(layer.in_shape)} "
-                                 f"but receives {shape_str(shape)} here")
-            shape = layer.out_shape
+        previous, self.input_shape_ = self.input_shape_, shape
+        built_here = []
+        try:
+            for layer in self.layers:
+                if not layer.built:
+                    layer.build(shape)
+                    built_here.append(layer)
+                elif layer.in_shape != shape:
+                    raise ValueError(f"{layer} was built for inputs of shape {shape_str(layer.in_shape)} "
+                                     f"but receives {shape_str(shape)} here")
+                shape = layer.out_shape
+        except Exception:
+            for layer in built_here:               # undo, so that a call with the right shape still works
+                layer.built, layer.params, layer.grads = False, {}, {}
+                layer.in_shape = layer.out_shape = None
+            self.input_shape_ = previous
+            raise
 
     @property
     def built(self):
@@ -164,18 +192,28 @@ class Sequential:
 
     # -- compile -------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = None if loss is None else losses_mod.get(loss)
+        try:
+            self.optimizer = optimizers_mod.get(optimizer)
+            self.loss = None if loss is None else losses_mod.get(loss)
+        except ValueError as err:
+            raise ValueError(f"{self.name}.compile: {err}") from None
+        if isinstance(metrics, str) or (metrics is not None and not isinstance(metrics, (list, tuple))):
+            raise TypeError(f"{self.name}.compile: metrics must be a list, such as ['accuracy']; "
+                            f"received {metrics!r}")
         metrics = list(metrics or [])
         for m in metrics:
-            if m not in METRICS:
-                raise ValueError(f"unknown metric {m!r}; expected one of {', '.join(map(repr, METRICS))}")
+            if not isinstance(m, str) or m not in METRICS:
+                raise ValueError(f"{self.name}.compile: unknown metric {m!r}; expected one of "
+                                 f"{', '.join(map(repr, METRICS))}")
         self.metrics = metrics
         self.compiled = True
 
     def _require_compiled(self, what):
-        if not self.compiled or self.loss is None:
+        if not self.compiled:
             raise NotCompiledError(f"{self.name}: call compile(optimizer, loss, metrics) before {what}()")
+        if self.loss is None:
+            raise NotCompiledError(f"{self.name} was compiled without a loss: call compile(optimizer, "
+                                   f"loss='categorical_crossentropy', ...) before {what}()")
 
     @property
     def _fused(self):
@@ -187,7 +225,7 @@ class Sequential:
     def _inputs(self, x, what):
         if x is None:
             raise ValueError(f"{self.name}.{what}: x is required")
-        x = np.asarray(x)
+        x = as_array(x, f"{self.name}.{what}: x")
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{self.name}.{what}: x must be numeric; received dtype {x.dtype}")
         if x.ndim == 0 or x.shape[0] == 0:
@@ -203,18 +241,25 @@ class Sequential:
                 hint = " Add the channel axis with np.expand_dims(x, -1)."
             elif x.ndim == len(expected) + 1 and x.shape[1:-1] == expected[:-1]:
                 hint = f" The model expects {expected[-1]} channel(s); x has {x.shape[-1]}."
+            elif x.shape == expected:
+                hint = " For a single sample, add the batch axis: x[np.newaxis]."
             raise ValueError(f"{self.name}.{what}: expected x of shape {shape_str(expected)}; "
                              f"received {x.shape}.{hint}")
-        x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
             raise ValueError(f"{self.name}.{what}: x contains NaN or inf values "
-                             f"({int((~np.isfinite(x)).sum())} of {x.size})")
+                             f"({int((~np.isfinite(x)).sum())} of {x.size}); expected finite numbers")
+        wide = x.dtype.kind == "f" and x.dtype.itemsize > 4     # float64 may overflow float32
+        with np.errstate(over="ignore"):
+            x = x.astype(np.float32, copy=False)
+        if wide and not np.isfinite(x).all():
+            raise ValueError(f"{self.name}.{what}: x has values too large for float32 (largest |x| = "
+                             f"{np.abs(x).max()}); expected magnitudes below 3.4e38. Rescale the inputs.")
         return x
 
     def _targets(self, y, n, what):
         if y is None:
             raise ValueError(f"{self.name}.{what}: y is required")
-        y = np.asarray(y)
+        y = as_array(y, f"{self.name}.{what}: y")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{self.name}.{what}: y must be numeric; received dtype {y.dtype}")
         if y.ndim == 0 or len(y) != n:
@@ -222,7 +267,10 @@ class Sequential:
                              f"received {n} inputs and {0 if y.ndim == 0 else len(y)} targets")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError(f"{self.name}.{what}: y contains NaN or inf values")
-        return self.loss.check_targets(y, (None,) + tuple(self.layers[-1].out_shape))
+        try:
+            return self.loss.check_targets(y, (None,) + tuple(self.layers[-1].out_shape))
+        except ValueError as err:
+            raise ValueError(f"{self.name}.{what}: {err}") from None
 
     @staticmethod
     def _batch_size(batch_size, what):
@@ -258,19 +306,29 @@ class Sequential:
 
     def _train_batch(self, xb, yb, where):
         """Forward, loss, backward, update. Returns (loss, number correct) before the update."""
-        probs = self._forward(xb, training=True)
-        loss = self.loss(yb, probs)
-        grad = self.loss.gradient_logits(yb, probs) if self._fused else self.loss.gradient(yb, probs)
-        self._backward(grad)
-        slots = self._slots()
-        if not np.isfinite(loss) or not all(np.isfinite(g).all() for _, _, g in slots):
-            bad = "loss" if not np.isfinite(loss) else "gradients"
-            raise NonFiniteLossError(
-                f"{self.name}: training diverged at {where}: the {bad} became NaN or inf "
-                f"(loss = {loss}). The weights were left as they were before this batch. "
-                f"Try a lower learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
-        self.optimizer.apply(slots)
-        return loss, _count_correct(yb, probs)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked below, clearly
+            probs = self._forward(xb, training=True)
+            loss = self.loss(yb, probs)
+            grad = self.loss.gradient_logits(yb, probs) if self._fused else self.loss.gradient(yb, probs)
+            self._backward(grad)
+            slots = self._slots()
+            if not np.isfinite(loss) or not all(np.isfinite(g).all() for _, _, g in slots):
+                bad = "loss" if not np.isfinite(loss) else "gradients"
+                raise NonFiniteLossError(
+                    f"{self.name}: training diverged at {where}: the {bad} became NaN or inf "
+                    f"(loss = {loss}). The weights were left as they were before this batch. "
+                    f"Try a lower learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
+            params = [p for _, p, _ in slots]
+            before = [p.copy() for p in params]       # a step too large can overflow: then undo it
+            self.optimizer.apply(slots)
+            if not all(np.isfinite(p).all() for p in params):
+                for p, old in zip(params, before):
+                    p[...] = old
+                raise NonFiniteLossError(
+                    f"{self.name}: training diverged at {where}: the update made some weights NaN or inf "
+                    f"(loss before it = {loss}). The weights were put back as they were before this batch. "
+                    f"Try a lower learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
+            return loss, _count_correct(yb, probs)
 
     def train_on_batch(self, x, y):
         """One update on one batch; returns its loss before the update ([loss, accuracy] with metrics)."""
@@ -415,10 +473,15 @@ class Sequential:
         path = os.fspath(path)
         arrays = dict(zip(self._weight_names(), self.get_weights()))
         folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"save_weights: the folder {folder!r} does not exist; create it first")
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)              # plain .npy arrays in a zip: no pickle
+                f.flush()
+                os.fsync(f.fileno())               # on disk before the rename, not just in a cache
+            os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes it private (0600); use the usual mode
             os.replace(tmp, path)                  # readers see the old file or the new one, never half
         except BaseException:
             if os.path.exists(tmp):
@@ -433,16 +496,21 @@ class Sequential:
         if not os.path.isfile(path):
             raise MissingWeightsFileError(f"load_weights: no weights file at {path!r}")
         names = self._weight_names()
+        if not zipfile.is_zipfile(path):
+            raise WeightsFileError(f"load_weights: {path!r} is not a weights file: expected an .npz "
+                                   f"archive written by save_weights(); this one is truncated, "
+                                   f"corrupted or in another format")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 stored = {name: archive[name] for name in archive.files}
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
+        except Exception as err:                   # zipfile and np.load raise many kinds on bad bytes
             raise WeightsFileError(f"load_weights: {path!r} is truncated or corrupted "
                                    f"({type(err).__name__}: {err})") from None
         if set(stored) != set(names):
             missing = [n for n in names if n not in stored]
             extra = [n for n in stored if n not in names]
-            raise WeightsFileError(f"load_weights: {path!r} was saved from another architecture: "
+            raise WeightsFileError(f"load_weights: {path!r} was saved from another architecture: it holds "
+                                   f"{len(stored)} arrays and {self.name} has {len(names)}; "
                                    f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
                                    f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}")
         weights = []

@@ -9,6 +9,24 @@ import numpy as np
 from .backend import ops
 
 
+def check_fraction(value, arg, kind):
+    """A number in [0, 1), such as momentum, rho, beta_1 or beta_2, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{kind}: {arg} must be a number in [0, 1); received {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{kind}: {arg} must be in [0, 1); received {value!r}")
+    return float(value)
+
+
+def check_epsilon(value, kind):
+    """epsilon keeps a division away from zero: a number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{kind}: epsilon must be a small non-negative number such as 1e-7; received {value!r}")
+    if not 0 <= value < np.inf:
+        raise ValueError(f"{kind}: epsilon must be a small non-negative number such as 1e-7; received {value!r}")
+    return float(value)
+
+
 class Optimizer:
     def __init__(self, learning_rate):
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating)) \
@@ -39,9 +57,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1); received {momentum!r}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum, self.nesterov = check_fraction(momentum, "momentum", "SGD"), bool(nesterov)
 
     def update(self, key, p, g):
         lr = self.learning_rate
@@ -59,9 +75,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7):
         super().__init__(learning_rate)
-        if not 0 <= rho < 1:
-            raise ValueError(f"RMSprop: rho must be in [0, 1); received {rho!r}")
-        self.rho, self.epsilon = float(rho), float(epsilon)
+        self.rho, self.epsilon = check_fraction(rho, "rho", "RMSprop"), check_epsilon(epsilon, "RMSprop")
 
     def update(self, key, p, g):
         v = self.slot(key, p, "v")["v"]
@@ -80,10 +94,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"Adam: {arg} must be in [0, 1); received {value!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = check_fraction(beta_1, "beta_1", "Adam")
+        self.beta_2 = check_fraction(beta_2, "beta_2", "Adam")
+        self.epsilon = check_epsilon(epsilon, "Adam")
 
     def apply(self, slots):
         self.iterations += 1
@@ -105,5 +118,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
         return OPTIMIZERS[identifier.lower()]()
+    hint = ""
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        hint = f" (the class was given: create an instance, {identifier.__name__}())"
     raise ValueError(f"unknown optimizer {identifier!r}; expected one of {', '.join(map(repr, OPTIMIZERS))} "
-                     f"or a tinycnn.optimizers.Optimizer instance")
+                     f"or a tinycnn.optimizers.Optimizer instance{hint}")

@@ -64,6 +64,8 @@ class Layer:
     def __call__(self, x, training=False):
         """Build on first use, check the shape, then forward. `layer(x)` as in Keras."""
         x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{self} expects a numeric input array; received dtype {x.dtype}")
         if not self.built:
             self.build(x.shape[1:])
         self.check_input(x)
@@ -176,17 +178,23 @@ def window_output(size, k, s, padding):
     return out, (total // 2, total - total // 2)
 
 
-def window_shapes(layer, input_shape, kernel, strides, padding):
-    """(OH, OW) and pads (top, bottom, left, right) for a sliding-window layer, or a clear error."""
+def window_shapes(layer, input_shape, kernel, strides, padding, arg="kernel_size"):
+    """(OH, OW) and pads (top, bottom, left, right) for a sliding-window layer, or a clear error.
+
+    `arg` names the window's argument in that error ("kernel_size" or "pool_size").
+    """
     if len(input_shape) != 3:
         raise ValueError(f"{layer} expects input of rank 4 (batch, height, width, channels); "
                          f"received shape {shape_str(input_shape)}")
     (H, W, _), (KH, KW) = input_shape, kernel
     (OH, (top, bottom)), (OW, (left, right)) = (window_output(H, KH, strides[0], padding),
                                                 window_output(W, KW, strides[1], padding))
-    if KH > H + top + bottom or KW > W + left + right:
-        raise ValueError(f"{layer}: window {KH}x{KW} is larger than its {padding}-padded input "
-                         f"{H + top + bottom}x{W + left + right} (input shape {shape_str(input_shape)})")
+    Hp, Wp = H + top + bottom, W + left + right                 # the padded input
+    if KH > Hp or KW > Wp:
+        raise ValueError(f"{layer}: {arg}={(KH, KW)}: window {KH}x{KW} is larger than its "
+                         f"{padding}-padded input {Hp}x{Wp} (input shape {shape_str(input_shape)}); "
+                         f"expected a {arg} of at most {(Hp, Wp)}. Use a smaller {arg}, "
+                         f"padding='same', or a larger input.")
     return (OH, OW), (top, bottom, left, right)
 
 

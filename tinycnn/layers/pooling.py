@@ -29,7 +29,8 @@ class MaxPooling2D(Layer):
             raise ValueError(f"{self}: only data_format='channels_last' (NHWC) is supported; received {data_format!r}")
 
     def compute_output_shape(self, input_shape):
-        (OH, OW), self.pads = window_shapes(self, input_shape, self.pool_size, self.strides, self.padding)
+        (OH, OW), self.pads = window_shapes(self, input_shape, self.pool_size, self.strides, self.padding,
+                                            arg="pool_size")
         return (OH, OW, input_shape[-1])
 
     def forward(self, x, training=False):
