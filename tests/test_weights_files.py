@@ -247,7 +247,8 @@ def test_a_pickled_archive_is_refused_without_unpickling(saved, tmp_path):
     assert UNPICKLED == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_damage_is_either_refused_or_harmless(saved, tmp_path, data):
     """One changed byte or a cut anywhere: a WeightsFileError, or (in zip padding) the exact weights."""
