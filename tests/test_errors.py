@@ -374,8 +374,9 @@ def test_validation_data_is_checked_like_x_and_y():
            "sequential.fit (validation_data)", "received 6 inputs and 3 targets")
     expect(ValueError, lambda: model.fit(x, y, validation_data=x, verbose=0), "validation_data",
            "tuple (x_val, y_val)")
-    expect(ValueError, lambda: model.fit(x, y, validation_split=1.5, verbose=0), "validation_split",
-           "[0, 1)", "1.5")
+    for split in (1.5, -0.2, "0.2"):
+        expect(ValueError, lambda: model.fit(x, y, validation_split=split, verbose=0), "validation_split",
+               "[0, 1)", f"received {split!r}")
 
 
 def test_epochs_and_verbose():

@@ -352,7 +352,7 @@ class Sequential:
         x = self._inputs(x, "fit")
         y = self._targets(y, len(x), "fit")
         if validation_data is None and validation_split:
-            if not 0 < validation_split < 1:
+            if not isinstance(validation_split, (int, float, np.floating)) or not 0 < validation_split < 1:
                 raise ValueError(f"fit: validation_split must be in [0, 1); received {validation_split!r}")
             cut = len(x) - int(len(x) * validation_split)    # Keras holds out the LAST samples
             if cut == 0 or cut == len(x):
