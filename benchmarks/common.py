@@ -208,3 +208,24 @@ def keras_to_torch(weights, size=28):
     channels = k2.shape[-1]
     d1 = d1.reshape(side, side, channels, -1).transpose(2, 0, 1, 3).reshape(side * side * channels, -1)
     return [k1.transpose(3, 2, 0, 1), b1, k2.transpose(3, 2, 0, 1), b2, d1.T, c1, d2.T, c2]
+
+
+class KerasStyleModel:
+    """What the seed and scaling tasks call on a framework whose model has Keras's API
+    (tinycnn and Keras alike): subclasses set self.model and define reset()."""
+
+    def prepare(self, x, y):
+        return x, y
+
+    def train_step(self, xb, yb):
+        self.model.train_on_batch(xb, yb)
+
+    def fit_epoch(self, x, y, xv, yv, batch):
+        history = self.model.fit(x, y, batch_size=batch, epochs=1, verbose=0, validation_data=(xv, yv))
+        return history.history["val_accuracy"][-1]
+
+    def predict(self, x, batch):
+        return self.model.predict(x, batch_size=batch, verbose=0)
+
+    def get_weights(self):
+        return [np.asarray(w) for w in self.model.get_weights()]

@@ -26,7 +26,7 @@ def _tf():
     return tf
 
 
-class Keras:
+class Keras(common.KerasStyleModel):
     def __init__(self):
         self.tf = _tf()
         import keras
@@ -51,21 +51,6 @@ class Keras:
         for v, value in zip(self.model.optimizer.variables, self.initial_opt):
             v.assign(value)
 
-    def prepare(self, x, y):
-        return x, y
-
-    def train_step(self, xb, yb):
-        self.model.train_on_batch(xb, yb)
-
-    def fit_epoch(self, x, y, xv, yv, batch):
-        history = self.model.fit(x, y, batch_size=batch, epochs=1, verbose=0, validation_data=(xv, yv))
-        return history.history["val_accuracy"][-1]
-
-    def predict(self, x, batch):
-        return self.model.predict(x, batch_size=batch, verbose=0)
-
-    def get_weights(self):
-        return [np.asarray(w) for w in self.model.get_weights()]
 
 
 def versions(fw):

@@ -12,7 +12,7 @@ import numpy as np
 from . import common, roofline
 
 
-class TinyCNN:
+class TinyCNN(common.KerasStyleModel):
     """The adapter common.seed_task and common.scaling_task drive."""
 
     def __init__(self, backend):
@@ -46,21 +46,6 @@ class TinyCNN:
         self.model.set_weights(self.initial)
         self._compile()
 
-    def prepare(self, x, y):
-        return x, y
-
-    def train_step(self, xb, yb):
-        self.model.train_on_batch(xb, yb)
-
-    def fit_epoch(self, x, y, xv, yv, batch):
-        history = self.model.fit(x, y, batch_size=batch, epochs=1, verbose=0, validation_data=(xv, yv))
-        return history.history["val_accuracy"][-1]
-
-    def predict(self, x, batch):
-        return self.model.predict(x, batch_size=batch, verbose=0)
-
-    def get_weights(self):
-        return self.model.get_weights()
 
 
 def layers_task(cfg):

@@ -238,11 +238,12 @@ def check_dense_backward(fn, verbose=True):
 
 
 def dense_judge(dout, x, w, b):
-    expected = reference_dense(dout, x, w, b)
+    return gradients_judge(reference_dense(dout, x, w, b), lambda: float(np.sum((x @ w + b) * dout)), x, w, b)
 
-    def loss():
-        return float(np.sum((x @ w + b) * dout))
 
+def gradients_judge(expected, loss, x, w, b):
+    """A judge for a backward returning (dx, dw, db): compare each with the reference and with the
+    numerical gradient of the scalar loss() with respect to x, w and b."""
     numeric = [numerical_gradient(loss, a) for a in (x, w, b)]
 
     def judge(out, result):
@@ -316,18 +317,8 @@ def check_conv2d_backward(fn, verbose=True):
 def conv_judge(dout, x, w, b, stride, pads):
     _, cols = numpy_ops.conv2d_forward(x, w, b, stride, pads)
     expected = numpy_ops.conv2d_backward(dout, cols, x.shape, w, stride, pads)
-
-    def loss():
-        return float(np.sum(numpy_ops.conv2d_forward(x, w, b, stride, pads)[0] * dout))
-
-    numeric = [numerical_gradient(loss, a) for a in (x, w, b)]
-
-    def judge(out, result):
-        out = unpack(result, out, ["dx", "dw", "db"])
-        if out is not None:
-            for name, r, e, n in zip(["dx", "dw", "db"], out, expected, numeric):
-                compare(result, name, r, e, n, batch=len(x))
-    return judge
+    return gradients_judge(expected, lambda: float(np.sum(numpy_ops.conv2d_forward(x, w, b, stride, pads)[0] * dout)),
+                           x, w, b)
 
 
 # ----------------------------------------------------------------------------------------
