@@ -14,6 +14,7 @@ Labels may be class indices (N,) or one-hot / probability rows (N, K) wherever t
 from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 
@@ -34,6 +35,7 @@ def history(history, figsize=(12, 4)):
             ax.plot(epochs, logs["val_" + metric], marker="o", label=f"Validation {metric.title()}")
         ax.set_title(title)
         ax.set_xlabel("Epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
         ax.set_ylabel(metric.title())
         if ax.lines:
             ax.legend()
