@@ -275,7 +275,7 @@ def _relu_backward(dout, out, dz):
 
 
 def relu_forward(z):
-    out = np.ascontiguousarray(z).copy()
+    out = np.array(z, order="C")                  # one C-ordered copy, which _relu then edits in place
     _relu(out.reshape(-1, out.shape[-1]))
     return out
 
