@@ -16,11 +16,14 @@ F32 = dict(rtol=1e-5, atol=1e-5)     # float32 round-off: the two paths sum in d
 
 
 @st.composite
-def window_case(draw):
-    """A random NHWC input, window, stride and padding that fit together (batch 1 included)."""
+def window_case(draw, tiled=False):
+    """A random NHWC input, window, stride and padding that fit together (batch 1 included).
+
+    tiled=True draws stride = window, the pooling layers' default (windows that tile the image).
+    """
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    SH, SW = (KH, KW) if tiled else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
     H, W = draw(st.integers(KH, KH + 6)), draw(st.integers(KW, KW + 6))
     (_, (top, bottom)), (_, (left, right)) = window_output(H, KH, SH, padding), window_output(W, KW, SW, padding)
@@ -49,7 +52,7 @@ def test_conv2d_kernels_match(case, F, relu):
 
 
 @settings(max_examples=40, deadline=None)
-@given(window_case())
+@given(st.one_of(window_case(), window_case(tiled=True)))
 def test_maxpool_kernels_match(case):
     shape, pool, stride, pads, seed = case
     rng = np.random.default_rng(seed)
@@ -58,9 +61,23 @@ def test_maxpool_kernels_match(case):
     out_ref, saved_ref = numpy_ops.maxpool_forward(x, pool, stride, pads)
     out, saved = numba_ops.maxpool_forward(x, pool, stride, pads)
     np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(saved, saved_ref)       # the same winners, stored the same way
     dout = rng.standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(numba_ops.maxpool_backward(dout, saved, x.shape, pool, stride, pads),
                                numpy_ops.maxpool_backward(dout, saved_ref, x.shape, pool, stride, pads), **F32)
+
+
+@pytest.mark.parametrize("kernels", [numpy_ops, numba_ops], ids=["numpy", "numba"])
+def test_maxpool_large_window_offsets(kernels):
+    """A 17x17 window has 289 offsets, more than a byte holds: the winner must still be found."""
+    x = np.zeros((2, 17, 17, 3), dtype=np.float32)
+    x[0, 16, 16, 0] = x[1, 8, 15, 2] = 1.0                # winners at offsets 288 and 151
+    out, saved = kernels.maxpool_forward(x, (17, 17), (17, 17), (0, 0, 0, 0))
+    assert saved[0, 0, 0, 0] == 288 and saved[1, 0, 0, 2] == 151
+    dx = kernels.maxpool_backward(np.full(out.shape, 2.0, np.float32), saved, x.shape, (17, 17), (17, 17),
+                                  (0, 0, 0, 0))
+    assert dx[0, 16, 16, 0] == 2.0 and dx[1, 8, 15, 2] == 2.0 and dx[0, 0, 0, 1] == 2.0
+    assert dx.sum() == 2.0 * out.size                     # one winner per window, nothing else
 
 
 @settings(max_examples=20, deadline=None)

@@ -12,7 +12,7 @@ it fast on a CPU. The rules that make the difference here:
     queue behind them. The loops are still written with prange over images (image n
     only writes its own part of the output, so they could never race): set
     PARALLEL["parallel"] = True on a machine where the BLAS runs single-threaded.
-  * MaxPooling2D stores each window's winner as an index, so backward is a scatter.
+  * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.
 Measured choices (seed model, batch 128, 2 cores) are noted where they were made.
@@ -20,7 +20,7 @@ Measured choices (seed model, batch 128, 2 cores) are noted where they were made
 import numpy as np
 from numba import njit, prange
 
-from .numpy_ops import out_size
+from .numpy_ops import offset_dtype, out_size
 
 PARALLEL = dict(parallel=False, cache=True, nogil=True)   # see the note above
 
@@ -166,7 +166,7 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
 
 
 # ----------------------------------------------------------------------------------------
-# MaxPooling2D: the winner's index is stored, so backward is a scatter
+# MaxPooling2D: the winner's offset in its window is stored, so backward needs no search
 # ----------------------------------------------------------------------------------------
 @njit(**PARALLEL)
 def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax):
@@ -188,38 +188,59 @@ def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax):
                             v = x[n, row, col, c]
                             if first or v > out[n, i, j, c]:     # strict: a tie keeps the first
                                 out[n, i, j, c] = v
-                                argmax[n, i, j, c] = row * W + col
+                                argmax[n, i, j, c] = kh * PW + kw
                         first = False
 
 
 @njit(**PARALLEL)
-def _maxpool_backward(dout, argmax, dx):
+def _maxpool_backward(dout, argmax, PH, PW, SH, SW, top, left, dx):
     N, H, W, C = dx.shape
     _, OH, OW, _ = dout.shape
+    tiled = SH == PH and SW == PW      # windows tile the image: a cell lies in at most one window
     for n in prange(N):
-        dx[n] = 0
+        if tiled:                      # every covered cell is written below, so zero only the rest
+            dx[n, max(OH * PH - top, 0):] = 0
+            dx[n, :, max(OW * PW - left, 0):] = 0
+        else:                          # overlapping windows: accumulate onto zeros
+            dx[n] = 0
         for i in range(OH):
             for j in range(OW):
-                for c in range(C):
-                    k = argmax[n, i, j, c]
-                    dx[n, k // W, k % W, c] += dout[n, i, j, c]
+                for kh in range(PH):
+                    row = i * SH + kh - top
+                    if row < 0 or row >= H:
+                        continue
+                    for kw in range(PW):
+                        col = j * SW + kw - left
+                        if col < 0 or col >= W:
+                            continue
+                        k = kh * PW + kw
+                        for c in range(C):
+                            won = argmax[n, i, j, c] == k
+                            if tiled:
+                                dx[n, row, col, c] = dout[n, i, j, c] if won else 0
+                            elif won:
+                                dx[n, row, col, c] += dout[n, i, j, c]
 
 
 def maxpool_forward(x, pool, stride, pads):
-    """Same as numpy_ops.maxpool_forward, but saved = the winner's row*W + col in its image."""
+    """Same as numpy_ops.maxpool_forward, saved included (each winner's offset in its window)."""
     x = np.ascontiguousarray(x)
     N, H, W, C = x.shape
     OH, OW = _dims(x.shape, pool[0], pool[1], stride, pads)
     out = np.empty((N, OH, OW, C), dtype=x.dtype)
-    argmax = np.empty((N, OH, OW, C), dtype=np.int32)
+    argmax = np.empty((N, OH, OW, C), dtype=offset_dtype(pool))
     _maxpool_forward(x, pool[0], pool[1], stride[0], stride[1], pads[0], pads[2], out, argmax)
     return out, argmax
 
 
+# Measured (seed model's pool1, batch 128, median of 30): storing the winner's row*W + col as
+# int32 and scattering onto a zeroed dx took 2.9 ms; the offset as uint8, with each cell of
+# non-overlapping windows written once and no zeroing pass, takes 0.7 ms.
 def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
-    """Same as numpy_ops.maxpool_backward: dx[winner] += dout, image by image in parallel."""
+    """Same as numpy_ops.maxpool_backward: each window's gradient goes to its winner."""
     dx = np.empty(x_shape, dtype=dout.dtype)
-    _maxpool_backward(np.ascontiguousarray(dout), saved, dx)
+    _maxpool_backward(np.ascontiguousarray(dout), saved, pool[0], pool[1], stride[0], stride[1],
+                      pads[0], pads[2], dx)
     return dx
 
 

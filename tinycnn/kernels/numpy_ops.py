@@ -135,6 +135,11 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
 # ----------------------------------------------------------------------------------------
 # MaxPooling2D: remember the winner of every window, route the gradient to it
 # ----------------------------------------------------------------------------------------
+def offset_dtype(pool):
+    """The smallest integer type that holds every offset k = i*PW + j of a PHxPW window."""
+    return np.uint8 if pool[0] * pool[1] <= 256 else np.int32
+
+
 def maxpool_forward(x, pool, stride, pads):
     """x (N,H,W,C) -> out (N,OH,OW,C), saved = argmax (N,OH,OW,C), each window's winner.
 
@@ -150,7 +155,7 @@ def maxpool_forward(x, pool, stride, pads):
     OH, OW = out_size(H, PH, SH, top, bottom), out_size(W, PW, SW, left, right)
     xp = pad_nhwc(x, pads, value=-np.inf)
     out = np.full((N, OH, OW, C), -np.inf, dtype=x.dtype)              # (N, OH, OW, C) best so far
-    argmax = np.zeros((N, OH, OW, C), dtype=np.int8)                   # (N, OH, OW, C) its offset
+    argmax = np.zeros((N, OH, OW, C), dtype=offset_dtype(pool))        # (N, OH, OW, C) its offset
     for i in range(PH):
         for j in range(PW):
             v = xp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :]           # (N, OH, OW, C) offset (i, j)
