@@ -9,9 +9,13 @@ it fast on a CPU. The rules that make the difference here:
   * The kernels run on ONE thread and leave the cores to the BLAS. Measured on 2 cores
     (seed model, batch 128): with parallel=True the step took 128 ms instead of 26 ms,
     because OpenBLAS's worker threads busy-wait after every product and Numba's threads
-    queue behind them. The loops are still written with prange over images (image n
-    only writes its own part of the output, so they could never race): set
-    PARALLEL["parallel"] = True on a machine where the BLAS runs single-threaded.
+    queue behind them. Telling both pools to sleep when idle (OMP_WAIT_POLICY=passive
+    with NUMBA_THREADING_LAYER=omp, and OPENBLAS_THREAD_TIMEOUT=4) made parallel=True
+    win, but only by 8% (22.7 against 24.6 ms, 2 x 200 steps interleaved), and those
+    variables work only if set before NumPy is imported, which a library cannot promise.
+    The loops are still written with prange over images (image n only writes its own
+    part of the output, so they could never race): set PARALLEL["parallel"] = True on a
+    machine where the BLAS runs single-threaded.
   * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.
