@@ -48,7 +48,26 @@ def test_conv2d_kernels_match(case, F, relu):
                         numpy_ops.conv2d_backward(dout, saved_ref, x.shape, w, stride, pads, relu_out=relu_out)):
         assert got.shape == ref.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, **F32)
+    # A first layer asks for no dx: thin patches (KH*KW*C <= 16) then take the one-pass dW kernel.
+    _, dw_ref, db_ref = numpy_ops.conv2d_backward(dout, saved_ref, x.shape, w, stride, pads, relu_out=relu_out)
+    none, dw, db = numba_ops.conv2d_backward(dout, saved, x.shape, w, stride, pads, need_dx=False, relu_out=relu_out)
+    assert none is None and dw.shape == w.shape and dw.dtype == db.dtype == np.float32
+    np.testing.assert_allclose(dw, dw_ref, **F32)
+    np.testing.assert_allclose(db, db_ref, **F32)
     np.testing.assert_array_equal(numba_ops.im2col(x, KH, KW, stride, pads), numpy_ops.im2col(x, KH, KW, stride, pads))
+
+
+def test_thin_patch_dw_over_many_rows():
+    """conv1's one-pass dW sums 16*26*26 = 10,816 rows in blocks: compare with a float64 product."""
+    rng = np.random.default_rng(5)
+    x = rng.random((16, 28, 28, 1), dtype=np.float32)
+    w = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
+    out, cols = numba_ops.conv2d_forward(x, w, np.zeros(32, np.float32), (1, 1), (0, 0, 0, 0), relu=True)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    _, dw, db = numba_ops.conv2d_backward(dout, cols, x.shape, w, (1, 1), (0, 0, 0, 0), need_dx=False, relu_out=out)
+    dz = (dout * (out > 0)).reshape(-1, 32).astype(np.float64)
+    np.testing.assert_allclose(dw.reshape(9, 32), cols.astype(np.float64).T @ dz, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-5, atol=1e-4)
 
 
 @settings(max_examples=40, deadline=None)
