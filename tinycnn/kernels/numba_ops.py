@@ -353,7 +353,10 @@ def relu_backward(dout, out):
     return dz
 
 
-@njit(**PARALLEL)
+# error_model="numpy": a division by zero gives inf instead of raising, so Numba drops the
+# zero test that stopped the loop from being vectorised (0.54 -> 0.10 ms for 205k weights,
+# bitwise the same result; the denominator is never 0 anyway, epsilon > 0).
+@njit(error_model="numpy", **PARALLEL)
 def _adam(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
     one = p.dtype.type(1)
     for i in prange(p.size):
