@@ -232,8 +232,8 @@ for name in names:
 #   data (building cols, folding them back) matters more than the multiply-adds.
 # * **Backward costs more than forward** for layers with weights: two matrix products instead of one, plus col2im.
 # * Numba helps most where NumPy has to make several passes over memory or build temporary arrays: im2col and
-#   col2im, the bias and ReLU (fused into one pass), pooling (each window's winner is stored as an index, so the
-#   backward pass is a single scatter), dropout and the Adam update. The big matrix products are BLAS calls in
+#   col2im, the bias and ReLU (fused into one pass), pooling (each winner's offset in its window is stored, so
+#   the backward pass writes every cell once and searches nothing), dropout and the Adam update. The big matrix products are BLAS calls in
 #   both backends, so those parts gain little. (The Numba backend makes a few more choices of its own; the
 #   docstring of `tinycnn/kernels/numba_ops.py` lists them, with the measurements behind each one.)
 #
