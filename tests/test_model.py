@@ -179,6 +179,20 @@ def test_progress_bar_draws_keras_lines():
     assert quiet.getvalue() == ""
 
 
+def test_progress_bar_is_static_outside_a_kernel_even_with_ipykernel_imported():
+    """nbclient imports ipykernel into the process that runs the notebooks; that process is
+    no notebook, and its captured output must not fill with redraws."""
+    pytest.importorskip("ipykernel")
+    import ipykernel.kernelspec  # noqa: F401  (what starting a kernel with nbclient imports)
+    stream = io.StringIO()
+    bar = ProgressBar(5, verbose=1, stream=stream, interval=0.0)
+    assert not bar.dynamic
+    for step in range(1, 6):
+        bar.update(step, {"loss": 1.0}, finished=False)
+    bar.update(5, {"loss": 1.0}, finished=True)
+    assert stream.getvalue().count("5/5 [") == 1 and "\r" not in stream.getvalue()
+
+
 def test_fit_prints_epoch_headers_and_one_final_line_per_epoch(capsys):
     x, y = toy_data(40)
     small_model().fit(x, y, epochs=2, batch_size=16, verbose=1, validation_data=(x, y))

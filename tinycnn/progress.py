@@ -13,8 +13,16 @@ import numpy as np
 WIDTH = 30
 
 
+def in_notebook():
+    """True inside a running Jupyter kernel. Having imported ipykernel is not enough: a
+    process that starts kernels (nbclient, as the notebook tests do) imports it too."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
 def dynamic_display(stream):
-    return (hasattr(stream, "isatty") and stream.isatty()) or "ipykernel" in sys.modules
+    return (hasattr(stream, "isatty") and stream.isatty()) or in_notebook()
 
 
 def format_value(v):
@@ -48,7 +56,7 @@ class ProgressBar:
         self.target, self.verbose = int(target), verbose
         self.stream = stream or sys.stdout
         self.dynamic = dynamic_display(self.stream)
-        self.interval = interval if interval is not None else (0.5 if "ipykernel" in sys.modules else 0.1)
+        self.interval = interval if interval is not None else (0.5 if in_notebook() else 0.1)
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.width_drawn = 0
