@@ -1,4 +1,5 @@
 """The Numba kernels against the NumPy reference, and the backend switch."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -9,10 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinycnn
-from tinycnn.kernels import numba_ops, numpy_ops
+from tinycnn.kernels import cores, numba_ops, numpy_ops
 from tinycnn.layers.base import window_output
 
 F32 = dict(rtol=1e-5, atol=1e-5)     # float32 round-off: the two paths sum in different orders
+
+
+@contextlib.contextmanager
+def chunks(threads):
+    """Make the Numba kernels split every job, however small, into `threads` chunks."""
+    saved = cores.THREADS, cores.MIN_WORK
+    cores.THREADS, cores.MIN_WORK = threads, 0
+    try:
+        yield
+    finally:
+        cores.THREADS, cores.MIN_WORK = saved
 
 
 @st.composite
@@ -31,14 +43,20 @@ def window_case(draw, tiled=False):
     return (N, H, W, C), (KH, KW), (SH, SW), (top, bottom, left, right), seed
 
 
-@settings(max_examples=40, deadline=None)
-@given(window_case(), st.integers(1, 5), st.booleans())
-def test_conv2d_kernels_match(case, F, relu):
+@settings(max_examples=60, deadline=None)
+@given(window_case(), st.integers(1, 5), st.booleans(), st.integers(1, 3))
+def test_conv2d_kernels_match(case, F, relu, threads):
     shape, (KH, KW), stride, pads, seed = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((KH, KW, shape[-1], F)).astype(np.float32)
     b = rng.standard_normal(F).astype(np.float32)
+    with chunks(threads):                                    # 1, 2 or 3 chunks of the batch
+        check_conv2d(x, w, b, stride, pads, relu, rng)
+
+
+def check_conv2d(x, w, b, stride, pads, relu, rng):
+    KH, KW = w.shape[:2]
     out_ref, saved_ref = numpy_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
     out, saved = numba_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
     np.testing.assert_allclose(out, out_ref, **F32)
@@ -70,20 +88,21 @@ def test_thin_patch_dw_over_many_rows():
     np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-5, atol=1e-4)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.one_of(window_case(), window_case(tiled=True)))
-def test_maxpool_kernels_match(case):
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(window_case(), window_case(tiled=True)), st.integers(1, 3))
+def test_maxpool_kernels_match(case, threads):
     shape, pool, stride, pads, seed = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)
     x[0, 0, :, 0] = 1.0                                   # some ties: both must pick the first
     out_ref, saved_ref = numpy_ops.maxpool_forward(x, pool, stride, pads)
-    out, saved = numba_ops.maxpool_forward(x, pool, stride, pads)
+    dout = rng.standard_normal(out_ref.shape).astype(np.float32)
+    with chunks(threads):                                 # 1, 2 or 3 chunks of the batch
+        out, saved = numba_ops.maxpool_forward(x, pool, stride, pads)
+        dx = numba_ops.maxpool_backward(dout, saved, x.shape, pool, stride, pads)
     np.testing.assert_array_equal(out, out_ref)
     np.testing.assert_array_equal(saved, saved_ref)       # the same winners, stored the same way
-    dout = rng.standard_normal(out.shape).astype(np.float32)
-    np.testing.assert_allclose(numba_ops.maxpool_backward(dout, saved, x.shape, pool, stride, pads),
-                               numpy_ops.maxpool_backward(dout, saved_ref, x.shape, pool, stride, pads), **F32)
+    np.testing.assert_allclose(dx, numpy_ops.maxpool_backward(dout, saved_ref, x.shape, pool, stride, pads), **F32)
 
 
 @pytest.mark.parametrize("kernels", [numpy_ops, numba_ops], ids=["numpy", "numba"])
@@ -119,6 +138,81 @@ def test_elementwise_kernels_match(n, rate, seed):
         kernels.adam_update(p, g, m, v, *map(np.float32, (0.01, 0.9, 0.999, 1e-7)))
     for a, b in zip(*states):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_dropout_mask_does_not_depend_on_the_split(threads):
+    """Each element's draw depends on its place in the whole batch, not on its chunk."""
+    x = np.random.default_rng(0).standard_normal((7, 5, 4, 3)).astype(np.float32)
+    whole, _ = numba_ops.dropout_forward(x, 0.5, np.random.default_rng(3))
+    with chunks(threads):
+        split, (keep, scale) = numba_ops.dropout_forward(x, 0.5, np.random.default_rng(3))
+        dx = numba_ops.dropout_backward(np.ones_like(x), (keep, scale))
+    np.testing.assert_array_equal(split, whole)
+    np.testing.assert_array_equal(dx, (whole != 0) * np.float32(2))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matmul_matches_numpy(threads):
+    """Dense's three products, with the rows of the left operand split (a transposed one included)."""
+    rng = np.random.default_rng(threads)
+    x, w, dz = rng.standard_normal((7, 10)), rng.standard_normal((10, 4)), rng.standard_normal((7, 4))
+    with chunks(threads):
+        products = numba_ops.matmul(x, w), numba_ops.matmul(x.T, dz), numba_ops.matmul(dz, w.T)
+    for got, ref in zip(products, (x @ w, x.T @ dz, dz @ w.T)):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    np.testing.assert_array_equal(numpy_ops.matmul(x, w), x @ w)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+@pytest.mark.parametrize("n", [1, 2, 3, 10])
+def test_for_each_chunk_covers_every_index_once(threads, n):
+    seen = np.zeros(n, dtype=int)
+    calls = []
+
+    def body(k, lo, hi):
+        seen[lo:hi] += 1
+        calls.append(k)
+    with chunks(threads):
+        cores.for_each_chunk(n, body, work=1)
+        parts = cores.n_chunks(n, work=1)
+    assert seen.tolist() == [1] * n
+    assert sorted(calls) == list(range(parts)) and parts == min(threads, n)
+    assert cores.n_chunks(n, work=cores.MIN_WORK - 1) == 1         # small jobs stay on one thread
+
+
+def test_an_error_in_any_chunk_reaches_the_caller():
+    def body(k, lo, hi):
+        if k == 2:
+            raise ValueError(f"chunk {k} failed")
+    with chunks(3), pytest.raises(ValueError, match="chunk 2 failed"):
+        cores.for_each_chunk(9, body, work=1)
+    done = []
+    with chunks(3):
+        cores.for_each_chunk(9, lambda k, lo, hi: done.append(k), work=1)   # the pool still works
+    assert sorted(done) == [0, 1, 2]
+
+
+@pytest.mark.skipif(cores._blas is None, reason="NumPy's BLAS is not an OpenBLAS that tinycnn can reach")
+def test_the_blas_runs_single_threaded_inside_a_split_and_gets_its_threads_back():
+    get, set_ = cores._blas
+    set_(2)
+    inside = []
+    with chunks(2):
+        cores.for_each_chunk(4, lambda k, lo, hi: inside.append(get()), work=1)
+        with cores.one_blas_thread():
+            with cores.one_blas_thread():                              # nested blocks
+                inside.append(get())
+            inside.append(get())
+    assert inside == [1, 1, 1, 1] and get() == 2
+
+
+def test_tinycnn_threads_must_be_a_whole_number():
+    env = dict(os.environ, TINYCNN_THREADS="two")
+    result = subprocess.run([sys.executable, "-c", "import tinycnn.kernels.cores"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "TINYCNN_THREADS must be a whole number" in result.stderr
 
 
 def test_dropout_rate_is_about_right():

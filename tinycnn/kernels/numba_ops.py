@@ -6,16 +6,15 @@ it fast on a CPU. The rules that make the difference here:
   * The big matrix products stay with NumPy's BLAS (OpenBLAS): a hand-written loop
     cannot beat it. Numba does everything around them: im2col, col2im, the bias + ReLU
     epilogue, pooling, dropout and the Adam step, each in a single pass over memory.
-  * The kernels run on ONE thread and leave the cores to the BLAS. Measured on 2 cores
-    (seed model, batch 128): with parallel=True the step took 128 ms instead of 26 ms,
-    because OpenBLAS's worker threads busy-wait after every product and Numba's threads
-    queue behind them. Telling both pools to sleep when idle (OMP_WAIT_POLICY=passive
-    with NUMBA_THREADING_LAYER=omp, and OPENBLAS_THREAD_TIMEOUT=4) made parallel=True
-    win, but only by 8% (22.7 against 24.6 ms, 2 x 200 steps interleaved), and those
-    variables work only if set before NumPy is imported, which a library cannot promise.
-    The loops are still written with prange over images (image n only writes its own
-    part of the output, so they could never race): set PARALLEL["parallel"] = True on a
-    machine where the BLAS runs single-threaded.
+  * Every core works on its own chunk of the batch (cores.py): image n never touches
+    image m's output, so chunk k runs im2col, its share of the product (with the BLAS
+    held to one thread) and the epilogue on thread k, and the parts of dW and db are
+    summed at the end. Measured on 2 cores (seed model, batch 128, 4 x 200 steps
+    interleaved): 20.8-23.6 ms per training step against 23.5-24.0 ms with the work on
+    one thread and the BLAS threading its products alone. Numba's own parallel=True lost:
+    OpenBLAS's idle workers spin after every product and Numba's threads queue behind
+    them (112 ms against 24). The loops keep prange over images, so PARALLEL["parallel"]
+    = True would still be race-free.
   * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.
@@ -24,6 +23,7 @@ Measured choices (seed model, batch 128, 2 cores) are noted where they were made
 import numpy as np
 from numba import njit, prange
 
+from .cores import MACS_PER_STEP, for_each_chunk, n_chunks
 from .numpy_ops import offset_dtype, out_size
 
 PARALLEL = dict(parallel=False, cache=True, nogil=True)   # see the note above
@@ -87,7 +87,11 @@ def im2col(x, KH, KW, stride, pads):
     N, H, W, C = x.shape
     OH, OW = _dims(x.shape, KH, KW, stride, pads)
     cols = np.empty((N * OH * OW, KH * KW * C), dtype=x.dtype)
-    _im2col(x, KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, cols)
+    per = OH * OW                                       # rows of cols per image
+
+    def chunk(k, lo, hi):
+        _im2col(x[lo:hi], KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, cols[lo * per:hi * per])
+    for_each_chunk(N, chunk, work=cols.size)
     return cols
 
 
@@ -95,7 +99,12 @@ def col2im(cols, x_shape, KH, KW, stride, pads):
     """Same as numpy_ops.col2im: cols (N*OH*OW, KH*KW*C) -> dx (N,H,W,C), overlaps added."""
     OH, OW = _dims(x_shape, KH, KW, stride, pads)
     dx = np.empty(x_shape, dtype=cols.dtype)
-    _col2im(np.ascontiguousarray(cols), KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, dx)
+    cols = np.ascontiguousarray(cols)
+    per = OH * OW
+
+    def chunk(k, lo, hi):
+        _col2im(cols[lo * per:hi * per], KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, dx[lo:hi])
+    for_each_chunk(x_shape[0], chunk, work=cols.size)
     return dx
 
 
@@ -166,18 +175,28 @@ def _relu_grad_bias_and_dw(dout, out, relu, cols, dw, db):
 # 3.2 ms forward with the best loop order found (rank-1 updates of whole output rows)
 # against 2.5 ms for im2col + BLAS, and whole training steps took 32.4 ms against 27.3 ms
 # (interleaved A/B, 240 steps each). For conv2 (patch 3x3x32) direct was 52 ms against
-# 5.9 ms. BLAS's two threads beat one Numba thread even on thin products.
+# 5.9 ms. BLAS's two threads beat one Numba thread even on thin products. (Measured before
+# the batch was split across cores; not re-measured since.)
 def conv2d_forward(x, w, b, stride, pads, relu=False):
     """Same as numpy_ops.conv2d_forward: im2col (Numba) @ W (BLAS), bias + ReLU fused (Numba)."""
+    x = np.ascontiguousarray(x)
     N = x.shape[0]
     KH, KW, C, F = w.shape
     OH, OW = _dims(x.shape, KH, KW, stride, pads)
-    cols = im2col(x, KH, KW, stride, pads)                   # (N*OH*OW, KH*KW*C)
-    out = cols @ w.reshape(KH * KW * C, F)                   # (N*OH*OW, F)
-    if b is not None:
-        _bias_relu(out, b, relu)
-    elif relu:
-        _relu(out)
+    per = OH * OW
+    w2 = np.ascontiguousarray(w).reshape(KH * KW * C, F)
+    cols = np.empty((N * per, KH * KW * C), dtype=x.dtype)   # (N*OH*OW, KH*KW*C)
+    out = np.empty((N * per, F), dtype=x.dtype)              # (N*OH*OW, F)
+
+    def chunk(k, lo, hi):                                    # images lo..hi-1
+        c, o = cols[lo * per:hi * per], out[lo * per:hi * per]
+        _im2col(x[lo:hi], KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, c)
+        np.matmul(c, w2, out=o)
+        if b is not None:
+            _bias_relu(o, b, relu)
+        elif relu:
+            _relu(o)
+    for_each_chunk(N, chunk, work=cols.size + out.size + cols.size * F // MACS_PER_STEP)
     return out.reshape(N, OH, OW, F), cols
 
 
@@ -190,24 +209,40 @@ THIN_PATCH = 16
 
 
 def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_out=None):
-    """Same as numpy_ops.conv2d_backward; the ReLU's gradient and the bias sum share one pass."""
+    """Same as numpy_ops.conv2d_backward; the ReLU's gradient and the bias sum share one pass.
+    Each chunk of images adds its own part of dW and db; the parts are summed at the end."""
+    N = x_shape[0]
     KH, KW, C, F = w.shape
-    cols = saved
+    K = KH * KW * C
+    OH, OW = _dims(x_shape, KH, KW, stride, pads)
+    per = OH * OW
+    cols = saved                                                       # (N*OH*OW, K)
     dout = np.ascontiguousarray(dout).reshape(-1, F)                   # (N*OH*OW, F)
     relu = relu_out is not None
     out = np.ascontiguousarray(relu_out).reshape(-1, F) if relu else dout   # (placeholder without ReLU)
-    db = np.empty(F, dtype=dout.dtype)                                 # (F,)
-    if not need_dx and KH * KW * C <= THIN_PATCH:
-        dw = np.empty((KH * KW * C, F), dtype=dout.dtype)              # (KH*KW*C, F)
-        _relu_grad_bias_and_dw(dout, out, relu, cols, dw, db)
-        return None, dw.reshape(KH, KW, C, F), db
-    dz = np.empty_like(dout)                                           # (N*OH*OW, F)
-    _relu_grad_and_bias(dout, out, relu, dz, db)
-    dw = np.ascontiguousarray((dz.T @ cols).T).reshape(KH, KW, C, F)   # (KH, KW, C, F), BLAS
-    if not need_dx:
-        return None, dw, db
-    dcols = dz @ w.reshape(KH * KW * C, F).T                           # (N*OH*OW, KH*KW*C), BLAS
-    return col2im(dcols, x_shape, KH, KW, stride, pads), dw, db
+    work = dout.size + cols.size * (1 + 2 * F // MACS_PER_STEP)       # ReLU', col2im, 2 products
+    parts = n_chunks(N, work)
+    db_parts = np.empty((parts, F), dtype=np.float64)                  # (parts, F)
+    thin = not need_dx and K <= THIN_PATCH
+    dw_parts = np.empty((parts, K, F) if thin else (parts, F, K), dtype=np.float64 if thin else dout.dtype)
+    dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
+    wT = np.ascontiguousarray(w.reshape(K, F).T)                       # (F, K)
+
+    def chunk(k, lo, hi):
+        rows = slice(lo * per, hi * per)
+        if thin:
+            _relu_grad_bias_and_dw(dout[rows], out[rows], relu, cols[rows], dw_parts[k], db_parts[k])
+            return
+        dz = np.empty_like(dout[rows])                                 # (rows, F)
+        _relu_grad_and_bias(dout[rows], out[rows], relu, dz, db_parts[k])
+        np.matmul(dz.T, cols[rows], out=dw_parts[k])                   # (F, K), BLAS
+        if need_dx:
+            dcols = dz @ wT                                            # (rows, K), BLAS
+            _col2im(dcols, KH, KW, stride[0], stride[1], pads[0], pads[2], OH, OW, dx[lo:hi])
+    for_each_chunk(N, chunk, work)
+    db = db_parts.sum(axis=0).astype(dout.dtype)                       # (F,)
+    dw = dw_parts.sum(axis=0) if thin else dw_parts.sum(axis=0).T      # (K, F)
+    return dx, np.ascontiguousarray(dw, dtype=dout.dtype).reshape(KH, KW, C, F), db
 
 
 # ----------------------------------------------------------------------------------------
@@ -274,7 +309,11 @@ def maxpool_forward(x, pool, stride, pads):
     OH, OW = _dims(x.shape, pool[0], pool[1], stride, pads)
     out = np.empty((N, OH, OW, C), dtype=x.dtype)
     argmax = np.empty((N, OH, OW, C), dtype=offset_dtype(pool))
-    _maxpool_forward(x, pool[0], pool[1], stride[0], stride[1], pads[0], pads[2], out, argmax)
+
+    def chunk(k, lo, hi):
+        _maxpool_forward(x[lo:hi], pool[0], pool[1], stride[0], stride[1], pads[0], pads[2],
+                         out[lo:hi], argmax[lo:hi])
+    for_each_chunk(N, chunk, work=x.size)
     return out, argmax
 
 
@@ -284,19 +323,38 @@ def maxpool_forward(x, pool, stride, pads):
 def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
     """Same as numpy_ops.maxpool_backward: each window's gradient goes to its winner."""
     dx = np.empty(x_shape, dtype=dout.dtype)
-    _maxpool_backward(np.ascontiguousarray(dout), saved, pool[0], pool[1], stride[0], stride[1],
-                      pads[0], pads[2], dx)
+    dout = np.ascontiguousarray(dout)
+
+    def chunk(k, lo, hi):
+        _maxpool_backward(dout[lo:hi], saved[lo:hi], pool[0], pool[1], stride[0], stride[1],
+                          pads[0], pads[2], dx[lo:hi])
+    for_each_chunk(x_shape[0], chunk, work=dx.size)
     return dx
+
+
+# ----------------------------------------------------------------------------------------
+# Matrix product (Dense)
+# ----------------------------------------------------------------------------------------
+def matmul(a, b):
+    """Same as numpy_ops.matmul, a @ b, with the rows of a split across the cores."""
+    M, K = a.shape
+    out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
+
+    def chunk(k, lo, hi):
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
+    for_each_chunk(M, chunk, work=out.size * K // MACS_PER_STEP)
+    return out
 
 
 # ----------------------------------------------------------------------------------------
 # Dropout, ReLU, Adam
 # ----------------------------------------------------------------------------------------
 @njit(**PARALLEL)
-def _dropout(x, out, keep, rate, scale, seed):
-    n = x.size
-    for i in prange(n):
-        z = np.uint64(seed) + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)   # splitmix64
+def _dropout(x, out, keep, rate, scale, seed, start):
+    """Element i of this slice is element start + i of the whole batch: its draw is the same
+    however the batch is split."""
+    for i in prange(x.size):
+        z = np.uint64(seed) + np.uint64(start + i + 1) * np.uint64(0x9E3779B97F4A7C15)   # splitmix64
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
@@ -322,7 +380,13 @@ def dropout_forward(x, rate, generator):
     keep = np.empty(x.shape, dtype=np.uint8)
     scale = x.dtype.type(1.0 / (1.0 - rate))
     seed = int(generator.integers(0, 2**63 - 1))
-    _dropout(x.reshape(-1), out.reshape(-1), keep.reshape(-1), rate, scale, seed)
+    flat_x, flat_out, flat_keep = x.reshape(-1), out.reshape(-1), keep.reshape(-1)
+    per = x.size // x.shape[0] if x.shape[0] else 0          # elements per sample
+
+    def chunk(k, lo, hi):
+        rows = slice(lo * per, hi * per)
+        _dropout(flat_x[rows], flat_out[rows], flat_keep[rows], rate, scale, seed, lo * per)
+    for_each_chunk(x.shape[0], chunk, work=x.size)
     return out, (keep, scale)
 
 
@@ -330,7 +394,13 @@ def dropout_backward(dout, mask):
     keep, scale = mask
     dout = np.ascontiguousarray(dout)
     dx = np.empty_like(dout)
-    _dropout_backward(dout.reshape(-1), keep.reshape(-1), scale, dx.reshape(-1))
+    flat_dout, flat_keep, flat_dx = dout.reshape(-1), keep.reshape(-1), dx.reshape(-1)
+    per = dout.size // dout.shape[0] if dout.shape[0] else 0
+
+    def chunk(k, lo, hi):
+        rows = slice(lo * per, hi * per)
+        _dropout_backward(flat_dout[rows], flat_keep[rows], scale, flat_dx[rows])
+    for_each_chunk(dout.shape[0], chunk, work=dout.size)
     return dx
 
 

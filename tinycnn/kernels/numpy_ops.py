@@ -187,6 +187,14 @@ def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
 
 
 # ----------------------------------------------------------------------------------------
+# Dense: a plain matrix product
+# ----------------------------------------------------------------------------------------
+def matmul(a, b):
+    """a (M, K) @ b (K, N) -> (M, N). Here, NumPy's own product (its BLAS may use threads)."""
+    return a @ b
+
+
+# ----------------------------------------------------------------------------------------
 # Dropout, ReLU and the Adam step: element-wise work
 # ----------------------------------------------------------------------------------------
 def dropout_forward(x, rate, generator):

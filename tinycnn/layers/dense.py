@@ -9,6 +9,7 @@ Backward:  dz = dout * activation'  (N, units)
 """
 import numpy as np
 
+from ..backend import ops
 from .activations import get_activation
 from .base import Layer, check_initializer, check_positive_int, initialize, shape_str
 
@@ -46,7 +47,7 @@ class Dense(Layer):
             self.params["bias"] = initialize(self.bias_initializer, (self.units,), 1, self.units)
 
     def forward(self, x, training=False):
-        z = x @ self.params["kernel"]                       # (N, units)
+        z = ops().matmul(x, self.params["kernel"])          # x @ W: (N, units)
         if self.use_bias:
             z = z + self.params["bias"]                     # (N, units)
         out = self.activation.forward(z)                    # (N, units)
@@ -61,12 +62,13 @@ class Dense(Layer):
         """
         x, out = self.cached()["x"], self.cached()["out"]
         dz = dout if skip_activation else self.activation.backward(dout, out)   # (N, units)
-        self.grads["kernel"] = x.T @ dz                                         # (in, units)
+        kernels = ops()                                     # matmul(a, b) is a @ b, on every core
+        self.grads["kernel"] = kernels.matmul(x.T, dz)                          # (in, units)
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=0)                                 # (units,)
         if not self.input_grad:
             return None
-        return dz @ self.params["kernel"].T                                     # (N, in)
+        return kernels.matmul(dz, self.params["kernel"].T)                      # (N, in)
 
 
 class Flatten(Layer):

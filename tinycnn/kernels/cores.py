@@ -1,0 +1,137 @@
+"""Every core at work: split the batch into chunks and give each core one.
+
+The Numba kernels run on slices of the batch: image n never touches image m's output,
+so chunk k of the batch can be computed by thread k, products included, with no locks.
+Each thread calls single-threaded kernels (Numba's nogil functions and the BLAS matmul
+both let go of Python's lock while they compute).
+
+Why not simply let OpenBLAS thread its products and Numba thread its loops? On 2 cores
+the two thread pools fight: OpenBLAS's idle workers spin for a while after each product,
+and Numba's threads wait behind them (the seed model's step took 112 ms instead of 24).
+So while a split runs, the BLAS is told to use one thread, and the cores are ours.
+
+    for_each_chunk(n, body, work)  calls body(k, lo, hi) for chunks [lo, hi) of range(n)
+    n_chunks(n, work)              how many chunks for_each_chunk would make
+    one_blas_thread()              with-block: NumPy's BLAS runs single-threaded inside it
+
+If the BLAS cannot be told (not OpenBLAS, or not on Linux), there is one chunk: the
+kernels run on one thread, and the BLAS threads its products itself. TINYCNN_THREADS=n
+in the environment sets the number of chunks (1: no threads of our own).
+"""
+import contextlib
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy  # noqa: F401  (loads NumPy's BLAS, so that _find_openblas can see it)
+
+
+def _find_openblas():
+    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy loaded, or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:                                  # not Linux
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas_", "openblas_"):      # NumPy's wheels, system OpenBLAS
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    set_.argtypes, set_.restype = [ctypes.c_int], None
+                    return get, set_
+    return None
+
+
+def _threads_wanted():
+    """One thread per core we may use, or TINYCNN_THREADS if it is set."""
+    setting = os.environ.get("TINYCNN_THREADS", "").strip()
+    if not setting:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not setting.isdigit() or int(setting) < 1:
+        raise ValueError(f"TINYCNN_THREADS must be a whole number >= 1; received {setting!r}")
+    return int(setting)
+
+
+_blas = _find_openblas()
+THREADS = _threads_wanted() if _blas is not None else 1
+_pool, _pool_pid = None, None
+_lock = threading.Lock()
+_blas_users, _blas_before = 0, None
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Inside the block, NumPy's matrix products run on the calling thread only.
+
+    Blocks may nest or overlap across threads: the first one in sets the BLAS to one
+    thread, the last one out gives it back the count it had before.
+    """
+    global _blas_users, _blas_before
+    if _blas is None:
+        yield
+        return
+    get, set_ = _blas
+    with _lock:
+        if _blas_users == 0:
+            _blas_before = get()
+            set_(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                set_(_blas_before)
+
+
+# Handing a chunk to another thread and waiting for it costs 60-130 us here (measured on
+# 2 cores), about what one thread needs for a million element-steps: smaller jobs run whole.
+# A BLAS product does about 16 multiply-adds in the time a Numba loop takes one element-step.
+MIN_WORK = 1 << 20
+MACS_PER_STEP = 16
+
+
+def n_chunks(n, work):
+    """How many chunks for_each_chunk(n, body, work) makes: one per core, if the work pays."""
+    return 1 if work < MIN_WORK else max(1, min(THREADS, n))
+
+
+def for_each_chunk(n, body, work):
+    """body(k, lo, hi) for k = 0..n_chunks(n, work)-1, in parallel; chunk k is [lo, hi) of range(n).
+
+    `work` is a rough count of the element-steps of the whole job (multiply-adds count
+    1/MACS_PER_STEP each).
+    Chunk 0 runs on the calling thread, the others on a pool kept for the process. With
+    THREADS > 1 the BLAS runs single-threaded throughout, even for one chunk, so its own
+    threads never wake up to spin on the cores the chunks need.
+    Exceptions in any chunk are raised here, after every chunk has finished.
+    """
+    global _pool, _pool_pid
+    if THREADS == 1:                     # no threads of our own: the BLAS may thread its products
+        body(0, 0, n)
+        return
+    parts = n_chunks(n, work)
+    bounds = [(k, n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+    with one_blas_thread():
+        if parts == 1:
+            body(*bounds[0])
+            return
+        with _lock:
+            if _pool is None or _pool_pid != os.getpid():       # a forked child needs its own threads
+                _pool, _pool_pid = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinycnn"), os.getpid()
+        futures = [_pool.submit(body, *b) for b in bounds[1:]]
+        try:
+            body(*bounds[0])
+        finally:
+            for f in futures:
+                f.exception()                                     # wait for all before raising
+        for f in futures:
+            f.result()
