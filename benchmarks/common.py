@@ -25,7 +25,8 @@ def thread_env(threads):
     """The environment variables that fix every framework's thread pools to `threads`."""
     n = str(int(threads))
     return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-            "NUMBA_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
+            "NUMBA_NUM_THREADS": n, "TINYCNN_THREADS": n, "TF_NUM_INTRAOP_THREADS": n,
+            "TF_NUM_INTEROP_THREADS": n}
 
 
 def peak_rss_mb():

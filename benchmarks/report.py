@@ -36,7 +36,7 @@ def machine_line(results):
              f"Numba {v['numba']}, TensorFlow {v['tensorflow']} / Keras {v['keras']}, PyTorch {v['torch']}, "
              f"tinycnn {v['tinycnn']} (git {m.get('tinycnn_git_commit')})"]
     la = results["loadavg"]
-    parts.append(f"{results['threads']} threads per framework (OMP/OPENBLAS/NUMBA_NUM_THREADS, "
+    parts.append(f"{results['threads']} threads per framework (OMP/OPENBLAS/NUMBA_NUM_THREADS, TINYCNN_THREADS, "
                  f"TF intra/inter-op, torch.set_num_threads); load average (1/5/15 min) "
                  f"{'/'.join(f'{x:.2f}' for x in la['start'])} at the start, "
                  f"{'/'.join(f'{x:.2f}' for x in la.get('end', la['start']))} at the end")
