@@ -468,6 +468,20 @@ def test_set_weights_with_the_wrong_shapes_changes_nothing():
            "'kernel' must be numeric", "dtype <U")
 
 
+def test_set_weights_refuses_nan_and_inf_and_changes_nothing():
+    model = small_model()
+    weights = model.get_weights()
+    bad = [w.copy() for w in weights]
+    bad[2][0, 0] = np.nan                                                  # dense's kernel
+    expect(ValueError, lambda: model.set_weights(bad), "sequential.set_weights", "Dense 'dense'", "'kernel'",
+           "1 NaN or inf", "must be finite")
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    too_big = [weights[0].astype(np.float64) * 1e300, weights[1]]          # finite, but inf in float32
+    expect(ValueError, lambda: model.layers[0].set_weights(too_big), "Conv2D 'conv2d'.set_weights",
+           "'kernel' has", "NaN or inf values (after conversion to float32)")
+    assert np.array_equal(model.layers[0].get_weights()[0], weights[0])
+
+
 def test_set_weights_before_the_model_is_built():
     model = small_model(input_shape=None)
     expect(ValueError, lambda: model.set_weights([]), "sequential", "not built yet")

@@ -451,13 +451,12 @@ class Sequential:
         if len(weights) != expected:
             raise ValueError(f"{self.name}.set_weights expects {expected} arrays; received {len(weights)}")
         chunks, start = [], 0
-        for layer in self.layers:                  # check every shape before changing anything
+        for layer in self.layers:                  # check every array before changing anything
             chunk = weights[start:start + len(layer.params)]
-            for (key, p), w in zip(layer.params.items(), chunk):
-                if np.shape(w) != p.shape:
-                    raise ValueError(f"{self.name}.set_weights: {layer} '{key}' must have shape "
-                                     f"{p.shape}; received {np.shape(w)}")
-            chunks.append(chunk)
+            try:
+                chunks.append([layer.checked_weight(key, w) for key, w in zip(layer.params, chunk)])
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{self.name}.set_weights: {err}") from None
             start += len(layer.params)
         for layer, chunk in zip(self.layers, chunks):
             layer.set_weights(chunk)

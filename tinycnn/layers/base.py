@@ -103,15 +103,23 @@ class Layer:
         if len(weights) != len(self.params):
             raise ValueError(f"{self}.set_weights expects {len(self.params)} arrays "
                              f"({', '.join(self.params) or 'none'}); received {len(weights)}")
-        new = {}
-        for (key, old), w in zip(self.params.items(), weights):
-            w = np.asarray(w)
-            if w.dtype.kind not in "fiu":
-                raise TypeError(f"{self}.set_weights: '{key}' must be numeric; received dtype {w.dtype}")
-            if w.shape != old.shape:
-                raise ValueError(f"{self}.set_weights: '{key}' must have shape {old.shape}; received {w.shape}")
-            new[key] = w.astype(np.float32)
+        new = {key: self.checked_weight(key, w) for key, w in zip(self.params, weights)}
         self.params.update(new)
+
+    def checked_weight(self, key, w):
+        """w as the float32 array that may replace params[key], or a clear error saying why not."""
+        w = np.asarray(w)
+        if w.dtype.kind not in "fiu":
+            raise TypeError(f"{self}.set_weights: '{key}' must be numeric; received dtype {w.dtype}")
+        if w.shape != self.params[key].shape:
+            raise ValueError(f"{self}.set_weights: '{key}' must have shape {self.params[key].shape}; "
+                             f"received {w.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported just below
+            w32 = w.astype(np.float32)
+        if not np.isfinite(w32).all():
+            raise ValueError(f"{self}.set_weights: '{key}' has {np.size(w32) - np.isfinite(w32).sum()} NaN or "
+                             f"inf values (after conversion to float32); weights must be finite")
+        return w32
 
     @property
     def weights(self):
