@@ -576,6 +576,30 @@ def test_an_update_that_overflows_is_undone(backend):
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")     # no NumPy overflow noise before the error
+@pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.01, momentum=0.9), lambda: Adam(0.01)])
+def test_an_undone_update_leaves_the_optimizer_as_it_was(backend, make_optimizer):
+    """After the undo, the optimizer's step count and its moments are those from before the batch."""
+    x, y = regression()
+    model = linear_model(make_optimizer())
+    for _ in range(3):
+        model.train_on_batch(x[:16], y[:16])
+    optimizer = model.optimizer
+    iterations, state = optimizer.iterations, {k: {n: a.copy() for n, a in s.items()}
+                                               for k, s in optimizer.state.items()}
+    weights = model.get_weights()
+    assert iterations == 3 and state and any(np.abs(a).sum() > 0 for s in state.values() for a in s.values())
+    optimizer.learning_rate = 1e38 if isinstance(optimizer, SGD) else 3e38    # the next step overflows
+    with pytest.raises(NonFiniteLossError, match="optimizer's state were put back"):
+        model.train_on_batch(x[16:32] * 1e6, y[16:32])
+    assert optimizer.iterations == iterations
+    assert optimizer.state.keys() == state.keys()
+    for key in state:
+        for name in state[key]:
+            np.testing.assert_array_equal(optimizer.state[key][name], state[key][name])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")     # no NumPy overflow noise before the error
 def test_huge_inputs_stop_at_the_first_batch(backend):
     x, y = regression(scale=1e30)
     model = linear_model(Adam(0.001))

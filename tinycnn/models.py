@@ -320,13 +320,16 @@ class Sequential:
                     f"Try a lower learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
             params = [p for _, p, _ in slots]
             before = [p.copy() for p in params]       # a step too large can overflow: then undo it
+            optimizer_before = self.optimizer.snapshot()
             self.optimizer.apply(slots)
             if not all(np.isfinite(p).all() for p in params):
                 for p, old in zip(params, before):
                     p[...] = old
+                self.optimizer.restore(optimizer_before)
                 raise NonFiniteLossError(
                     f"{self.name}: training diverged at {where}: the update made some weights NaN or inf "
-                    f"(loss before it = {loss}). The weights were put back as they were before this batch. "
+                    f"(loss before it = {loss}). The weights and the optimizer's state were put back as they "
+                    f"were before this batch. "
                     f"Try a lower learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
             return loss, _count_correct(yb, probs)
 

@@ -42,6 +42,14 @@ class Optimizer:
             self.state[key] = {n: np.zeros_like(p) for n in names}
         return self.state[key]
 
+    def snapshot(self):
+        """A copy of everything apply() changes besides the weights: the step count and the state."""
+        return self.iterations, {key: {n: a.copy() for n, a in s.items()} for key, s in self.state.items()}
+
+    def restore(self, snapshot):
+        """Go back to a snapshot(), as if the steps since had never been taken."""
+        self.iterations, self.state = snapshot[0], {key: dict(s) for key, s in snapshot[1].items()}
+
     def apply(self, slots):
         self.iterations += 1
         for key, p, g in slots:
