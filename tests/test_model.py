@@ -1,4 +1,5 @@
 """Sequential's Keras API: summary, counts, fit/evaluate/predict, weights, seeds, progress bar."""
+import contextlib
 import io
 import pathlib
 
@@ -98,6 +99,21 @@ def test_evaluate_without_metrics_returns_the_loss_alone():
     model = small_model(metrics=None)
     result = model.evaluate(x, y, verbose=0)
     assert isinstance(result, float) and result > 0
+
+
+def test_every_accuracy_name_given_to_compile_is_logged():
+    """metrics=["accuracy", "acc"]: fit's history, its progress bar and evaluate all report both names."""
+    x, y = toy_data(40)
+    model = small_model(metrics=["accuracy", "acc"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x[:10], y[:10]), verbose=1)
+    logs = history.history
+    assert set(logs) == {"loss", "accuracy", "acc", "val_loss", "val_accuracy", "val_acc"}
+    assert logs["accuracy"] == logs["acc"] and logs["val_accuracy"] == logs["val_acc"]
+    assert " - acc: " in out.getvalue() and " - val_acc: " in out.getvalue()
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "accuracy", "acc"} and result["accuracy"] == result["acc"]
 
 
 def test_validation_split_holds_out_the_last_samples():

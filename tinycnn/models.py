@@ -372,7 +372,6 @@ class Sequential:
         n = len(x)
         steps = -(-n // batch_size)
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        acc = self.metrics[0] if self.metrics else None
         for epoch in range(initial_epoch, epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
@@ -383,15 +382,11 @@ class Sequential:
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 loss, right = self._train_batch(x[idx], y[idx], f"epoch {epoch + 1}, batch {step + 1}/{steps}")
                 loss_sum, correct, seen = loss_sum + loss * len(idx), correct + right, seen + len(idx)
-                logs = {"loss": loss_sum / seen}
-                if acc:
-                    logs[acc] = correct / seen
+                logs = {"loss": loss_sum / seen, **dict.fromkeys(self.metrics, correct / seen)}
                 bar.update(step + 1, logs, finished=False)
             if validation_data is not None:
                 val = self._evaluate(x_val, y_val, batch_size)
-                logs["val_loss"] = val[0]
-                if acc:
-                    logs["val_" + acc] = val[1]
+                logs.update({"val_loss": val[0], **{"val_" + m: val[1] for m in self.metrics}})
             bar.update(steps, logs, finished=True)
             history.append(epoch, logs)
         self.history = history
@@ -406,10 +401,7 @@ class Sequential:
             correct += _count_correct(yb, probs)
             if bar:
                 seen = start + len(xb)
-                logs = {"loss": loss_sum / seen}
-                if self.metrics:
-                    logs[self.metrics[0]] = correct / seen
-                bar.update(step + 1, logs)
+                bar.update(step + 1, {"loss": loss_sum / seen, **dict.fromkeys(self.metrics, correct / seen)})
         return loss_sum / len(x), correct / len(x)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
