@@ -234,8 +234,12 @@ for name in names:
 # * Numba helps most where NumPy has to make several passes over memory or build temporary arrays: im2col and
 #   col2im, the bias and ReLU (fused into one pass), pooling (each winner's offset in its window is stored, so
 #   the backward pass writes every cell once and searches nothing), dropout and the Adam update. The big matrix products are BLAS calls in
-#   both backends, so those parts gain little. (The Numba backend makes a few more choices of its own; the
-#   docstring of `tinycnn/kernels/numba_ops.py` lists them, with the measurements behind each one.)
+#   both backends, so those parts gain little.
+# * The Numba backend also puts **every core to work on its own images**: a big job is cut into one chunk of the
+#   batch per core, and each thread runs im2col, its share of the product and the epilogue
+#   (`tinycnn/kernels/cores.py`). The NumPy backend leaves the second core idle except inside BLAS's products.
+#   (The Numba backend makes a few more choices of its own; the docstring of `tinycnn/kernels/numba_ops.py`
+#   lists them, with the measurements behind each one.)
 #
 # ## 3. NumPy vs Numba vs Keras
 #
