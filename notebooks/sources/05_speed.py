@@ -255,13 +255,15 @@ def find_repo_root(start="."):
     return path
 
 
-results_files = sorted(glob.glob(os.path.join(find_repo_root(), "benchmarks", "results", "*.json")),
-                       key=os.path.getmtime)
+results_dir = os.path.join(find_repo_root(), "benchmarks", "results")
+# results.json is the committed run; otherwise the newest *.json (a fresh clone gives every file the same mtime)
+results_files = sorted(glob.glob(os.path.join(results_dir, "*.json")),
+                       key=lambda path: (os.path.basename(path) == "results.json", os.path.getmtime(path)))
 bench = None
 if results_files:
     with open(results_files[-1]) as f:
         bench = json.load(f)
-    print(f"Latest benchmark results: benchmarks/results/{os.path.basename(results_files[-1])}, "
+    print(f"Benchmark results: benchmarks/results/{os.path.basename(results_files[-1])}, "
           f"created {bench.get('created', '?')}")
     print("machine:", bench.get("machine", {}).get("cpu_model", "?"),
           f"({bench.get('machine', {}).get('logical_cores', '?')} cores)")
