@@ -3,6 +3,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -192,6 +193,25 @@ def test_an_error_in_any_chunk_reaches_the_caller():
     with chunks(3):
         cores.for_each_chunk(9, lambda k, lo, hi: done.append(k), work=1)   # the pool still works
     assert sorted(done) == [0, 1, 2]
+
+
+def test_a_split_inside_a_chunk_runs_whole_instead_of_waiting_forever():
+    seen = []
+
+    def inner(k, lo, hi):
+        seen.append((k, lo, hi))
+
+    def outer(k, lo, hi):
+        cores.for_each_chunk(4, inner, work=1)
+    with chunks(2):
+        runner = threading.Thread(target=cores.for_each_chunk, args=(2, outer, 1), daemon=True)
+        runner.start()
+        runner.join(timeout=60)                          # a deadlock fails here instead of hanging
+        assert not runner.is_alive(), "a split inside a chunk deadlocked"
+        assert seen == [(0, 0, 4), (0, 0, 4)]             # each outer chunk ran the inner job whole
+        seen.clear()
+        cores.for_each_chunk(4, inner, work=1)           # outside a chunk, the job is split again
+    assert sorted(seen) == [(0, 0, 2), (1, 2, 4)]
 
 
 @pytest.mark.skipif(cores._blas is None, reason="NumPy's BLAS is not an OpenBLAS that tinycnn can reach")

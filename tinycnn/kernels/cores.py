@@ -99,6 +99,17 @@ MIN_WORK = 1 << 20
 MACS_PER_STEP = 16
 
 
+_inside = threading.local()               # .chunk is True on a thread while it runs a chunk
+
+
+def _as_chunk(body, k, lo, hi):
+    _inside.chunk = True
+    try:
+        body(k, lo, hi)
+    finally:
+        _inside.chunk = False
+
+
 def n_chunks(n, work):
     """How many chunks for_each_chunk(n, body, work) makes: one per core, if the work pays."""
     return 1 if work < MIN_WORK else max(1, min(THREADS, n))
@@ -118,6 +129,9 @@ def for_each_chunk(n, body, work):
     if THREADS == 1:                     # no threads of our own: the BLAS may thread its products
         body(0, 0, n)
         return
+    if getattr(_inside, "chunk", False):  # a split inside a chunk runs whole: waiting on the pool
+        body(0, 0, n)                     # from one of its own threads could wait forever
+        return
     parts = n_chunks(n, work)
     bounds = [(k, n * k // parts, n * (k + 1) // parts) for k in range(parts)]
     with one_blas_thread():
@@ -127,9 +141,9 @@ def for_each_chunk(n, body, work):
         with _lock:
             if _pool is None or _pool_pid != os.getpid():       # a forked child needs its own threads
                 _pool, _pool_pid = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinycnn"), os.getpid()
-        futures = [_pool.submit(body, *b) for b in bounds[1:]]
+        futures = [_pool.submit(_as_chunk, body, *b) for b in bounds[1:]]
         try:
-            body(*bounds[0])
+            _as_chunk(body, *bounds[0])
         finally:
             for f in futures:
                 f.exception()                                     # wait for all before raising
