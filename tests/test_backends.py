@@ -166,6 +166,32 @@ def test_matmul_matches_numpy(threads):
     np.testing.assert_array_equal(numpy_ops.matmul(x, w), x @ w)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_predict_and_evaluate_give_the_same_numbers_however_the_batch_is_split(threads):
+    """Inference runs a whole forward pass per core (map_batch): the outputs must not change."""
+    from tinycnn.seed import build_model
+    tinycnn.set_backend("numba")
+    tinycnn.set_random_seed(0)
+    model = build_model()
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((45, 28, 28, 1), dtype=np.float32)          # batches of 20, 20 and 5 images
+    y = tinycnn.to_categorical(rng.integers(0, 10, 45), 10)
+    with chunks(1):
+        whole, whole_eval = model.predict(x, batch_size=20, verbose=0), model.evaluate(x, y, batch_size=20, verbose=0)
+    with chunks(threads):
+        split, split_eval = model.predict(x, batch_size=20, verbose=0), model.evaluate(x, y, batch_size=20, verbose=0)
+    assert split.shape == (45, 10) and split.dtype == np.float32
+    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(split_eval, whole_eval, rtol=1e-6)
+    parts = []
+    with chunks(threads):
+        joined = numba_ops.map_batch(lambda part: parts.append(len(part)) or part * 2, x[:20])
+    assert sorted(parts) == sorted(np.diff(np.linspace(0, 20, threads + 1).astype(int)).tolist())
+    np.testing.assert_array_equal(joined, x[:20] * 2)           # joined in order
+    assert numpy_ops.map_batch(lambda part: part + 1, x[:3]).tolist() == (x[:3] + 1).tolist()
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 5])
 @pytest.mark.parametrize("n", [1, 2, 3, 10])
 def test_for_each_chunk_covers_every_index_once(threads, n):

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from .backend import ops
 from .layers import InputLayer, Layer
 from .layers.base import shape_str
 from .progress import ProgressBar
@@ -294,6 +295,10 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
+    def _infer(self, x):
+        """The forward pass in inference mode; the backend may run slices of x on different cores."""
+        return ops().map_batch(lambda part: self._forward(part, training=False), x)
+
     def _backward(self, dout):
         last = self.layers[-1]
         dout = last.backward(dout, skip_activation=True) if self._fused else last.backward(dout)
@@ -396,7 +401,7 @@ class Sequential:
         loss_sum, correct = 0.0, 0
         for step, start in enumerate(range(0, len(x), batch_size)):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            probs = self._forward(xb, training=False)
+            probs = self._infer(xb)
             loss_sum += self.loss(yb, probs) * len(xb)
             correct += _count_correct(yb, probs)
             if bar:
@@ -425,7 +430,7 @@ class Sequential:
         bar = ProgressBar(-(-len(x) // batch_size), verbose)
         outs = []
         for step, start in enumerate(range(0, len(x), batch_size)):
-            outs.append(self._forward(x[start:start + batch_size], training=False))
+            outs.append(self._infer(x[start:start + batch_size]))
             bar.update(step + 1)
         return np.concatenate(outs).astype(np.float32, copy=False)
 

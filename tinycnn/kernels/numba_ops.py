@@ -23,6 +23,7 @@ Measured choices (seed model, batch 128, 2 cores) are noted where they were made
 import numpy as np
 from numba import njit, prange
 
+from . import cores
 from .cores import MACS_PER_STEP, for_each_chunk, n_chunks
 from .numpy_ops import offset_dtype, out_size
 
@@ -344,6 +345,24 @@ def matmul(a, b):
         np.matmul(a[lo:hi], b, out=out[lo:hi])
     for_each_chunk(M, chunk, work=out.size * K // MACS_PER_STEP)
     return out
+
+
+# A whole forward pass per core, for inference: one hand-off per batch instead of one per
+# kernel. Measured (seed model, predict 10k images at batch 32, 3 runs interleaved): 0.53-0.62 s
+# against 0.63-0.76 s with the kernels splitting themselves, and the same outputs bit for bit.
+MIN_SAMPLES_PER_CHUNK = 4
+
+
+def map_batch(fn, x):
+    """Same as numpy_ops.map_batch: fn on slices of the batch, one per core, joined in order.
+    fn must treat every sample on its own and change no shared state (a forward pass with
+    training=False). Kernels that fn calls run whole inside their chunk."""
+    parts = {}
+
+    def chunk(k, lo, hi):
+        parts[k] = fn(x[lo:hi])
+    for_each_chunk(len(x), chunk, work=cores.MIN_WORK if len(x) >= 2 * MIN_SAMPLES_PER_CHUNK else 0)
+    return parts[0] if len(parts) == 1 else np.concatenate([parts[k] for k in sorted(parts)])
 
 
 # ----------------------------------------------------------------------------------------

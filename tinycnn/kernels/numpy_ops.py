@@ -194,6 +194,12 @@ def matmul(a, b):
     return a @ b
 
 
+def map_batch(fn, x):
+    """fn(x), for an fn that treats every sample on its own (inference). Here: just fn(x);
+    numba_ops hands slices of the batch to different cores."""
+    return fn(x)
+
+
 # ----------------------------------------------------------------------------------------
 # Dropout, ReLU and the Adam step: element-wise work
 # ----------------------------------------------------------------------------------------
