@@ -240,6 +240,24 @@ def test_a_split_inside_a_chunk_runs_whole_instead_of_waiting_forever():
     assert sorted(seen) == [(0, 0, 2), (1, 2, 4)]
 
 
+def test_conv2d_backward_inside_a_chunk_sums_only_the_parts_it_computed():
+    """Called from inside a chunk, the kernel runs whole: dW and db must still be right."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    out, cols = numpy_ops.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0))
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    ref = numpy_ops.conv2d_backward(dout, cols, x.shape, w, (1, 1), (0, 0, 0, 0))
+    got = {}
+    with chunks(2):
+        cores.for_each_chunk(2, lambda k, lo, hi: got.setdefault(k, numba_ops.conv2d_backward(
+            dout, cols, x.shape, w, (1, 1), (0, 0, 0, 0))), work=1)
+    assert sorted(got) == [0, 1]
+    for result in got.values():
+        for a, b in zip(result, ref):
+            np.testing.assert_allclose(a, b, **F32)
+
+
 @pytest.mark.skipif(cores._blas is None, reason="NumPy's BLAS is not an OpenBLAS that tinycnn can reach")
 def test_the_blas_runs_single_threaded_inside_a_split_and_gets_its_threads_back():
     get, set_ = cores._blas

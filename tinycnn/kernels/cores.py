@@ -111,8 +111,12 @@ def _as_chunk(body, k, lo, hi):
 
 
 def n_chunks(n, work):
-    """How many chunks for_each_chunk(n, body, work) makes: one per core, if the work pays."""
-    return 1 if work < MIN_WORK else max(1, min(THREADS, n))
+    """How many chunks for_each_chunk(n, body, work) makes: one per core, if the work pays.
+    One on a single thread, and one inside a chunk: waiting on the pool from one of its own
+    threads could wait forever."""
+    if THREADS == 1 or work < MIN_WORK or getattr(_inside, "chunk", False):
+        return 1
+    return max(1, min(THREADS, n))
 
 
 def for_each_chunk(n, body, work):
@@ -126,14 +130,11 @@ def for_each_chunk(n, body, work):
     Exceptions in any chunk are raised here, after every chunk has finished.
     """
     global _pool, _pool_pid
-    if THREADS == 1:                     # no threads of our own: the BLAS may thread its products
-        body(0, 0, n)
-        return
-    if getattr(_inside, "chunk", False):  # a split inside a chunk runs whole: waiting on the pool
-        body(0, 0, n)                     # from one of its own threads could wait forever
-        return
     parts = n_chunks(n, work)
     bounds = [(k, n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+    if THREADS == 1:                     # no threads of our own: the BLAS may thread its products
+        body(*bounds[0])
+        return
     with one_blas_thread():
         if parts == 1:
             body(*bounds[0])

@@ -9,8 +9,8 @@ it fast on a CPU. The rules that make the difference here:
   * Every core works on its own chunk of the batch (cores.py): image n never touches
     image m's output, so chunk k runs im2col, its share of the product (with the BLAS
     held to one thread) and the epilogue on thread k, and the parts of dW and db are
-    summed at the end. Measured on 2 cores (seed model, batch 128, 4 x 200 steps
-    interleaved): 20.8-23.6 ms per training step against 23.5-24.0 ms with the work on
+    summed at the end. Measured on 2 cores (seed model, batch 128, 6 x 200 steps
+    interleaved): a median training step of 23.9 ms against 26.9 ms with the work on
     one thread and the BLAS threading its products alone. Numba's own parallel=True lost:
     OpenBLAS's idle workers spin after every product and Numba's threads queue behind
     them (112 ms against 24). The loops keep prange over images, so PARALLEL["parallel"]
