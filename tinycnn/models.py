@@ -443,23 +443,23 @@ class Sequential:
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights):
-        """Replace every weight from a flat list like get_weights() returns; all shapes are checked first."""
+        """Replace every weight from a flat list like get_weights() returns; every array is checked first."""
         if not self.built:
             raise ValueError(f"{self.name} is not built yet, so it has no weights to set")
         weights = list(weights)
         expected = sum(len(layer.params) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"{self.name}.set_weights expects {expected} arrays; received {len(weights)}")
-        chunks, start = [], 0
+        checked, start = [], 0
         for layer in self.layers:                  # check every array before changing anything
             chunk = weights[start:start + len(layer.params)]
             try:
-                chunks.append([layer.checked_weight(key, w) for key, w in zip(layer.params, chunk)])
+                checked.append({key: layer.checked_weight(key, w) for key, w in zip(layer.params, chunk)})
             except (TypeError, ValueError) as err:
                 raise type(err)(f"{self.name}.set_weights: {err}") from None
             start += len(layer.params)
-        for layer, chunk in zip(self.layers, chunks):
-            layer.set_weights(chunk)
+        for layer, new in zip(self.layers, checked):
+            layer.params.update(new)               # already checked and cast: no second pass
 
     def _weight_names(self):
         return [f"{i}.{type(layer).__name__}.{key}"
