@@ -1,0 +1,321 @@
+"""Winograd's F(4x4, 3x3): a 3x3, stride-1 convolution with 4x fewer multiplications.
+
+Used by numba_ops for conv2 (3x3 kernel, 32 input channels); numpy_ops keeps im2col, the
+reference. Both compute the same convolution: Winograd's formula is exact, only the
+float32 rounding differs (it adds and subtracts a few more terms per output).
+
+A 4x4 block of outputs reads a 6x6 tile d of the input. For one input channel and one
+filter g (3x3), Winograd's minimal filtering algorithm gives that block as
+
+    Y = AT [ (G g GT) * (BT d B) ] A        (4x4)      * is element-wise, over 6x6 = 36 positions
+
+with the small constant matrices below (built on the points 0, 1, -1, 2, -2 and infinity).
+Summing over input channels commutes with AT ... A, so the whole layer becomes, for each of
+the 36 positions k, one matrix product over the channels:
+
+    U[k]       = (G g GT)[k]          (C, F)   the kernel, transformed once per call
+    V[:, k]    = (BT d B)[k]          (T, C)   every tile t of every image, transformed
+    M[:, k]    = V[:, k] @ U[k]       (T, F)   36 BLAS products with inner dimension C
+    Y          = AT M[t] A + b        (4, 4) per tile and filter, then the ReLU
+
+(V is stored (T, 36, C), tile by tile, so that a chunk of images is one contiguous slice.)
+
+Multiplications per output: 36 C / 16 = 2.25 C, against 9 C for im2col. Each step is linear,
+so backward runs them in reverse, each with its transposed matrices:
+
+    dM[t]    = A dY[t] AT              (6, 6) per tile and filter   dY: dout after the ReLU's gradient
+    dU[k]    = V[:, k].T @ dM[:, k]    (C, F)   ->  dW = GT dU G
+    dV[:, k] = dM[:, k] @ U[k].T       (T, C)   ->  dx = B dV[t] BT per tile; overlapping tiles add
+
+Training keeps V (1.3 numbers per input value) instead of im2col's cols (9 per value).
+The transforms below write the matrices out as additions, one channel (or filter) per
+iteration of the innermost loop, which the compiler turns into vector instructions. Their
+constants (two, four, ...) have the arrays' dtype: an integer literal times a float32 makes
+a float64 in Numba, and the conversions back and forth cost more than the arithmetic.
+"""
+import numpy as np
+from numba import njit
+
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], dtype=np.float64)          # (6, 6) input transform
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], dtype=np.float64)                     # (6, 3) kernel transform
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], dtype=np.float64)         # (4, 6) output transform
+TILE = 4                                                        # outputs per tile side
+OPTS = dict(cache=True, nogil=True)
+
+
+def tiles(OH, OW):
+    """Tiles per image side: enough 4x4 blocks to cover the output (the last ones cut off)."""
+    return -(-OH // TILE), -(-OW // TILE)
+
+
+SIXTH, TWELFTH, TWENTYFOURTH = 1 / 6, 1 / 12, 1 / 24
+
+
+@njit(**OPTS)
+def _kernel_transform(w, U):
+    """U[6a + b, c, f] = (G g GT)[a, b] for g = w[:, :, c, f], in float64, filters innermost."""
+    _, _, C, F = w.shape
+    t = np.empty((6, 3, F))                                     # G g
+    for c in range(C):
+        for j in range(3):
+            for f in range(F):
+                v0, v1, v2 = np.float64(w[0, j, c, f]), np.float64(w[1, j, c, f]), np.float64(w[2, j, c, f])
+                t[0, j, f] = 0.25 * v0
+                t[1, j, f] = -SIXTH * (v0 + v1 + v2)
+                t[2, j, f] = -SIXTH * (v0 - v1 + v2)
+                t[3, j, f] = TWENTYFOURTH * v0 + TWELFTH * v1 + SIXTH * v2
+                t[4, j, f] = TWENTYFOURTH * v0 - TWELFTH * v1 + SIXTH * v2
+                t[5, j, f] = v2
+        for a in range(6):                                      # (G g) GT
+            k = 6 * a
+            for f in range(F):
+                v0, v1, v2 = t[a, 0, f], t[a, 1, f], t[a, 2, f]
+                U[k, c, f] = 0.25 * v0
+                U[k + 1, c, f] = -SIXTH * (v0 + v1 + v2)
+                U[k + 2, c, f] = -SIXTH * (v0 - v1 + v2)
+                U[k + 3, c, f] = TWENTYFOURTH * v0 + TWELFTH * v1 + SIXTH * v2
+                U[k + 4, c, f] = TWENTYFOURTH * v0 - TWELFTH * v1 + SIXTH * v2
+                U[k + 5, c, f] = v2
+
+
+@njit(**OPTS)
+def _kernel_transform_backward(dU, dW):
+    """dW[i, j, c, f] = (GT dU GT')[i, j], the adjoint of _kernel_transform, in float64."""
+    _, C, F = dU.shape
+    s = np.empty((3, 6, F))                                     # GT dU
+    for c in range(C):
+        for b in range(6):
+            for f in range(F):
+                v0, v1, v2 = np.float64(dU[b, c, f]), np.float64(dU[6 + b, c, f]), np.float64(dU[12 + b, c, f])
+                v3, v4, v5 = np.float64(dU[18 + b, c, f]), np.float64(dU[24 + b, c, f]), np.float64(dU[30 + b, c, f])
+                s[0, b, f] = 0.25 * v0 - SIXTH * (v1 + v2) + TWENTYFOURTH * (v3 + v4)
+                s[1, b, f] = SIXTH * (v2 - v1) + TWELFTH * (v3 - v4)
+                s[2, b, f] = SIXTH * (v3 + v4 - v1 - v2) + v5
+        for i in range(3):                                      # (GT dU) G
+            for f in range(F):
+                v0, v1, v2, v3, v4, v5 = s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f], s[i, 4, f], s[i, 5, f]
+                dW[i, 0, c, f] = 0.25 * v0 - SIXTH * (v1 + v2) + TWENTYFOURTH * (v3 + v4)
+                dW[i, 1, c, f] = SIXTH * (v2 - v1) + TWELFTH * (v3 - v4)
+                dW[i, 2, c, f] = SIXTH * (v3 + v4 - v1 - v2) + v5
+
+
+def kernel_transform(w):
+    """w (3, 3, C, F) -> U (36, C, F): U = G g GT for every (c, f), computed in float64."""
+    U = np.empty((36,) + w.shape[2:], dtype=w.dtype)
+    _kernel_transform(np.ascontiguousarray(w), U)
+    return U
+
+
+def kernel_transform_backward(dU):
+    """dU (36, C, F) -> dW (3, 3, C, F) = GT dU G, the kernel transform run backwards."""
+    dW = np.empty((3, 3) + dU.shape[1:], dtype=dU.dtype)
+    _kernel_transform_backward(np.ascontiguousarray(dU), dW)
+    return dW
+
+
+@njit(**OPTS)
+def input_transform(x, top, left, TH, TW, V, support):
+    """V[t] = BT d B for every 6x6 tile d of x (N, H, W, C). Tile t = (n, ty, tx) starts
+    at row 4 ty - top and column 4 tx - left; out-of-image taps read 0 (the padding).
+    V: (N*TH*TW, 36, C), position k = 6 a + b. support (N*TH*TW, 4, 4): 1 where the output's
+    3x3 window reads a nonzero input, 0 where it reads only zeros (see output_transform)."""
+    N, H, W, C = x.shape
+    two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)
+    d = np.empty((6, 6, C), dtype=x.dtype)                      # the tile
+    r = np.empty((6, 6, C), dtype=x.dtype)                      # BT d
+    nonzero = np.empty((6, 6), dtype=np.bool_)                  # which of the tile's pixels are not all 0
+    for n in range(N):
+        for ty in range(TH):
+            for tx in range(TW):
+                t = (n * TH + ty) * TW + tx
+                for a in range(6):
+                    row = TILE * ty + a - top
+                    for b in range(6):
+                        col = TILE * tx + b - left
+                        nonzero[a, b] = False
+                        if 0 <= row < H and 0 <= col < W:
+                            for c in range(C):
+                                d[a, b, c] = x[n, row, col, c]
+                            for c in range(C):
+                                if d[a, b, c] != 0:
+                                    nonzero[a, b] = True
+                                    break
+                        else:
+                            for c in range(C):
+                                d[a, b, c] = 0
+                for i in range(TILE):
+                    for j in range(TILE):
+                        support[t, i, j] = nonzero[i:i + 3, j:j + 3].any()
+                for b in range(6):                              # r = BT d, column by column
+                    for c in range(C):
+                        d0, d1, d2, d3, d4, d5 = d[0, b, c], d[1, b, c], d[2, b, c], d[3, b, c], d[4, b, c], d[5, b, c]
+                        r[0, b, c] = four * d0 - five * d2 + d4
+                        r[1, b, c] = -four * (d1 + d2) + d3 + d4
+                        r[2, b, c] = four * (d1 - d2) - d3 + d4
+                        r[3, b, c] = two * (d3 - d1) - d2 + d4
+                        r[4, b, c] = two * (d1 - d3) - d2 + d4
+                        r[5, b, c] = four * d1 - five * d3 + d5
+                for a in range(6):                              # V = r B, row by row
+                    k = 6 * a
+                    for c in range(C):
+                        d0, d1, d2, d3, d4, d5 = r[a, 0, c], r[a, 1, c], r[a, 2, c], r[a, 3, c], r[a, 4, c], r[a, 5, c]
+                        V[t, k, c] = four * d0 - five * d2 + d4
+                        V[t, k + 1, c] = -four * (d1 + d2) + d3 + d4
+                        V[t, k + 2, c] = four * (d1 - d2) - d3 + d4
+                        V[t, k + 3, c] = two * (d3 - d1) - d2 + d4
+                        V[t, k + 4, c] = two * (d1 - d3) - d2 + d4
+                        V[t, k + 5, c] = four * d1 - five * d3 + d5
+
+
+@njit(**OPTS)
+def output_transform(M, b, relu, TH, TW, support, out):
+    """out = AT M A (+ b, then max(., 0) if relu) for every tile: M (N*TH*TW, 36, F) ->
+    out (N, OH, OW, F). Rows and columns of a tile past the output's edge are dropped.
+
+    An output whose window reads only zeros (support 0) is exactly b, as with im2col. Winograd's
+    sum would leave a rounding residue of about 1e-9 there (the tile's other inputs cancel
+    out in floating point), and the ReLU's gradient would then count it as active. That is
+    common: a ReLU feeds this layer, and MNIST's background is zero. At the seed model's first
+    step, the residue flipped 25,211 of conv2's ReLU decisions and moved its bias gradient by 22%."""
+    N, OH, OW, F = out.shape
+    zero, two, four, eight = out.dtype.type(0), out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
+    r = np.empty((TILE, 6, F), dtype=out.dtype)                 # AT M
+    for n in range(N):
+        for ty in range(TH):
+            for tx in range(TW):
+                t = (n * TH + ty) * TW + tx
+                for q in range(6):                              # r = AT M, column by column
+                    for f in range(F):
+                        m0, m1, m2, m3, m4, m5 = M[t, q, f], M[t, 6 + q, f], M[t, 12 + q, f], M[t, 18 + q, f], M[t, 24 + q, f], M[t, 30 + q, f]
+                        r[0, q, f] = m0 + m1 + m2 + m3 + m4
+                        r[1, q, f] = m1 - m2 + two * (m3 - m4)
+                        r[2, q, f] = m1 + m2 + four * (m3 + m4)
+                        r[3, q, f] = m1 - m2 + eight * (m3 - m4) + m5
+                for i in range(min(TILE, OH - TILE * ty)):      # out = r A, row by row
+                    row = TILE * ty + i
+                    col = TILE * tx
+                    last = min(TILE, OW - col)
+                    s0, s1, s2, s3 = support[t, i, 0], support[t, i, 1], support[t, i, 2], support[t, i, 3]
+                    for f in range(F):
+                        m0, m1, m2, m3, m4, m5 = r[i, 0, f], r[i, 1, f], r[i, 2, f], r[i, 3, f], r[i, 4, f], r[i, 5, f]
+                        bias = b[f]
+                        y0 = m0 + m1 + m2 + m3 + m4 + bias if s0 else bias
+                        y1 = m1 - m2 + two * (m3 - m4) + bias if s1 else bias
+                        y2 = m1 + m2 + four * (m3 + m4) + bias if s2 else bias
+                        y3 = m1 - m2 + eight * (m3 - m4) + m5 + bias if s3 else bias
+                        if relu:
+                            y0, y1, y2, y3 = max(y0, zero), max(y1, zero), max(y2, zero), max(y3, zero)
+                        out[n, row, col, f] = y0
+                        if last > 1:
+                            out[n, row, col + 1, f] = y1
+                        if last > 2:
+                            out[n, row, col + 2, f] = y2
+                        if last > 3:
+                            out[n, row, col + 3, f] = y3
+
+
+@njit(**OPTS)
+def output_transform_backward(dout, out, relu, TH, TW, dM, db):
+    """dM = A dz AT for every tile, with dz = dout * (out > 0) if relu else dout, and
+    db = dz summed (float64). dout, out (N, OH, OW, F) -> dM (N*TH*TW, 36, F), db (F,)."""
+    N, OH, OW, F = dout.shape
+    zero, two, four, eight = dout.dtype.type(0), dout.dtype.type(2), dout.dtype.type(4), dout.dtype.type(8)
+    db64 = np.zeros(F, dtype=np.float64)
+    u = np.empty((TILE, TILE, F), dtype=dout.dtype)             # dz on this tile (0 past the edge)
+    r = np.empty((TILE, 6, F), dtype=dout.dtype)                # dz AT
+    for n in range(N):
+        for ty in range(TH):
+            for tx in range(TW):
+                t = (n * TH + ty) * TW + tx
+                for i in range(TILE):
+                    row = TILE * ty + i
+                    for j in range(TILE):
+                        col = TILE * tx + j
+                        if row < OH and col < OW:
+                            for f in range(F):
+                                g = dout[n, row, col, f] if (not relu or out[n, row, col, f] > 0) else zero
+                                u[i, j, f] = g
+                                db64[f] += g
+                        else:
+                            for f in range(F):
+                                u[i, j, f] = 0
+                for i in range(TILE):                           # r = dz AT, row by row
+                    for f in range(F):
+                        u0, u1, u2, u3 = u[i, 0, f], u[i, 1, f], u[i, 2, f], u[i, 3, f]
+                        r[i, 0, f] = u0
+                        r[i, 1, f] = u0 + u1 + u2 + u3
+                        r[i, 2, f] = u0 - u1 + u2 - u3
+                        r[i, 3, f] = u0 + two * u1 + four * u2 + eight * u3
+                        r[i, 4, f] = u0 - two * u1 + four * u2 - eight * u3
+                        r[i, 5, f] = u3
+                for q in range(6):                              # dM = A r, column by column
+                    for f in range(F):
+                        u0, u1, u2, u3 = r[0, q, f], r[1, q, f], r[2, q, f], r[3, q, f]
+                        dM[t, q, f] = u0
+                        dM[t, 6 + q, f] = u0 + u1 + u2 + u3
+                        dM[t, 12 + q, f] = u0 - u1 + u2 - u3
+                        dM[t, 18 + q, f] = u0 + two * u1 + four * u2 + eight * u3
+                        dM[t, 24 + q, f] = u0 - two * u1 + four * u2 - eight * u3
+                        dM[t, 30 + q, f] = u3
+    db[:] = db64
+
+
+@njit(**OPTS)
+def input_transform_backward(dV, top, left, TH, TW, dx):
+    """dx = the sum over tiles of B dV BT, each 6x6 tile added where input_transform read it
+    (taps in the padding are dropped). dV (N*TH*TW, 36, C) -> dx (N, H, W, C)."""
+    N, H, W, C = dx.shape
+    two, four, five = dx.dtype.type(2), dx.dtype.type(4), dx.dtype.type(5)
+    r = np.empty((6, 6, C), dtype=dx.dtype)                     # dV BT
+    for n in range(N):
+        dx[n] = 0
+        for ty in range(TH):
+            for tx in range(TW):
+                t = (n * TH + ty) * TW + tx
+                for a in range(6):                              # r = dV BT, row by row
+                    k = 6 * a
+                    for c in range(C):
+                        v0, v1, v2, v3, v4, v5 = dV[t, k, c], dV[t, k + 1, c], dV[t, k + 2, c], dV[t, k + 3, c], dV[t, k + 4, c], dV[t, k + 5, c]
+                        r[a, 0, c] = four * v0
+                        r[a, 1, c] = four * (v2 - v1 + v5) + two * (v4 - v3)
+                        r[a, 2, c] = -five * v0 - four * (v1 + v2) - v3 - v4
+                        r[a, 3, c] = v1 - v2 + two * (v3 - v4) - five * v5
+                        r[a, 4, c] = v0 + v1 + v2 + v3 + v4
+                        r[a, 5, c] = v5
+                for b in range(6):                              # B r, column by column, added to dx
+                    col = TILE * tx + b - left
+                    if col < 0 or col >= W:
+                        continue
+                    row = TILE * ty - top
+                    for c in range(C):
+                        v0, v1, v2, v3, v4, v5 = r[0, b, c], r[1, b, c], r[2, b, c], r[3, b, c], r[4, b, c], r[5, b, c]
+                        s0 = four * v0
+                        s1 = four * (v2 - v1 + v5) + two * (v4 - v3)
+                        s2 = -five * v0 - four * (v1 + v2) - v3 - v4
+                        s3 = v1 - v2 + two * (v3 - v4) - five * v5
+                        s4 = v0 + v1 + v2 + v3 + v4
+                        if 0 <= row < H:
+                            dx[n, row, col, c] += s0
+                        if 0 <= row + 1 < H:
+                            dx[n, row + 1, col, c] += s1
+                        if 0 <= row + 2 < H:
+                            dx[n, row + 2, col, c] += s2
+                        if 0 <= row + 3 < H:
+                            dx[n, row + 3, col, c] += s3
+                        if 0 <= row + 4 < H:
+                            dx[n, row + 4, col, c] += s4
+                        if 0 <= row + 5 < H:
+                            dx[n, row + 5, col, c] += v5
