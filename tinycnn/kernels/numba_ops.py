@@ -15,6 +15,8 @@ it fast on a CPU. The rules that make the difference here:
     OpenBLAS's idle workers spin after every product and Numba's threads queue behind
     them (112 ms against 24). The loops keep prange over images, so PARALLEL["parallel"]
     = True would still be race-free.
+  * Convolutions with a 3x3 kernel, stride 1 and 32 or more input channels (conv2) take
+    Winograd's F(4x4, 3x3) instead of im2col (winograd.py): a quarter of the multiplications.
   * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.

@@ -11,7 +11,8 @@ Backward, the same product differentiated, then folded back onto the image:
     dcols = dz @ W.T                      (N*OH*OW, KH*KW*C)
     dx    = col2im(dcols)                 (N, H, W, C)         overlapping patches add up
 The arithmetic lives in tinycnn/kernels/numpy_ops.py (conv2d_forward, conv2d_backward) so
-that the Numba backend can swap in faster kernels; this class owns the weights and shapes.
+that the Numba backend can swap in faster kernels (for 3x3 kernels with many channels, the
+same sums by Winograd's algorithm); this class owns the weights and shapes.
 """
 from ..backend import ops
 from .activations import get_activation
