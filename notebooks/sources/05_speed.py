@@ -240,6 +240,13 @@ for name in names:
 #   (`tinycnn/kernels/cores.py`). The NumPy backend leaves the second core idle except inside BLAS's products.
 #   (The Numba backend makes a few more choices of its own; the docstring of `tinycnn/kernels/numba_ops.py`
 #   lists them, with the measurements behind each one.)
+# * On the Numba backend, `conv2d_1` does not use im2col at all. For a 3×3 kernel with stride 1 and many input
+#   channels, **Winograd's F(4×4, 3×3)** computes the same convolution with a quarter of the multiplications:
+#   each 6×6 tile of the input and each kernel is transformed by small constant matrices, 36 matrix products
+#   replace the one big product, and a last transform gives a 4×4 block of outputs
+#   (`tinycnn/kernels/winograd.py`). The answer is the same up to float32 rounding, and one subtlety: an output
+#   whose 3×3 window reads only zeros (MNIST's background, after a ReLU) must come out *exactly* as the bias,
+#   not as the bias plus a 1e-9 residue of rounding, or the ReLU's gradient would count it as active.
 #
 # ## 3. NumPy vs Numba vs Keras
 #
@@ -310,10 +317,13 @@ plt.show()
 #
 # `@njit` turns a Python function into machine code the first time it is called, **for the types of the
 # arguments it receives**. Each combination of argument types gives one compiled version, a *signature*.
-# After the training steps above, here is what was compiled in `tinycnn/kernels/numba_ops.py`:
+# After the training steps above, here is what was compiled in `tinycnn/kernels/numba_ops.py` and
+# `tinycnn/kernels/winograd.py`:
 
 # %%
-dispatchers = {name: obj for name, obj in vars(numba_ops).items()
+from tinycnn.kernels import winograd
+
+dispatchers = {name: obj for module in (numba_ops, winograd) for name, obj in vars(module).items()
                if hasattr(obj, "signatures") and hasattr(obj, "py_func")}    # the @njit functions
 for name, kernel in dispatchers.items():
     for signature in kernel.signatures:
