@@ -224,3 +224,19 @@ def test_set_weights_checks_shapes():
         layer.set_weights([np.zeros((4, 3))])
     layer.set_weights([np.ones((4, 3)), np.arange(3)])
     assert layer.params["bias"].dtype == np.float32 and layer.params["bias"][2] == 2
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (lambda: Conv2D(8, 3, activation="relu"), (13, 13, 32)),     # Winograd on the Numba backend
+    (lambda: Conv2D(8, 3, strides=2, padding="same"), (9, 9, 1)),
+    (lambda: MaxPooling2D(), (26, 26, 8)), (lambda: Dropout(0.5), (5, 5, 2)),
+    (lambda: Flatten(), (5, 5, 2)), (lambda: Dense(3, activation="softmax"), (7,))])
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(backend, layer, shape):
+    """A layer called directly on 0 samples (the model refuses empty data with its own message)."""
+    layer = layer()
+    out = layer(np.zeros((0, *shape), np.float32), training=True)
+    assert out.shape == (0, *layer.out_shape)
+    dx = layer.backward(np.zeros_like(out))
+    assert dx.shape == (0, *shape)
+    for key, grad in layer.grads.items():
+        assert grad.shape == layer.params[key].shape and not grad.any(), key

@@ -80,7 +80,7 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         if training:
             self.cache = {"x_shape": x.shape}
-        return x.reshape(x.shape[0], -1)                    # (N, H*W*C)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))   # (N, H*W*C); -1 is ambiguous when N = 0
 
     def backward(self, dout):
         return dout.reshape(self.cached()["x_shape"])       # (N, H, W, C)
