@@ -324,7 +324,8 @@ plt.show()
 from tinycnn.kernels import winograd
 
 dispatchers = {name: obj for module in (numba_ops, winograd) for name, obj in vars(module).items()
-               if hasattr(obj, "signatures") and hasattr(obj, "py_func")}    # the @njit functions
+               if hasattr(obj, "signatures") and hasattr(obj, "py_func")    # the @njit functions,
+               and obj.signatures}             # called so far (small helpers are compiled into their callers)
 for name, kernel in dispatchers.items():
     for signature in kernel.signatures:
         print(f"{name:<22} ({', '.join(str(t) for t in signature)})")
