@@ -138,6 +138,22 @@ def test_winograd_is_chosen_for_the_seed_models_conv2_only():
                                    rtol=0, atol=1e-5 * np.abs(out).max())
 
 
+def test_a_non_finite_input_stays_inside_the_winograd_tiles_that_read_it():
+    """As winograd.py documents: an inf spoils whole 4x4 output blocks, never anything further."""
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 13, 13, 32), dtype=np.float32)
+    x[1, 6, 6, 3] = np.inf                                  # row and column 6: read only by tile 1 (inputs 4-9)
+    w = rng.standard_normal((3, 3, 32, 8)).astype(np.float32)
+    out, saved = numba_ops.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0))
+    assert isinstance(saved, numba_ops.WinogradSaved)
+    ref = numpy_ops.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0))[0]
+    bad = ~np.isfinite(out)
+    tile = np.zeros((11, 11, 8), dtype=bool)
+    tile[4:8, 4:8] = True                                   # the 4x4 outputs of tile (1, 1)
+    assert not bad[0].any() and (bad[1] == tile).all()     # image 0 untouched, image 1 only there
+    np.testing.assert_allclose(out[~bad], ref[~bad], rtol=0, atol=1e-5 * np.abs(ref[np.isfinite(ref)]).max())
+
+
 def test_winograd_transforms_are_the_matrices():
     """The hand-expanded kernel transforms equal G g GT and its adjoint, written with einsum."""
     from tinycnn.kernels import winograd
