@@ -264,18 +264,20 @@ def output_transform_backward(dout, out, relu, TH, TW, dM, db):
         for ty in range(TH):
             for tx in range(TW):
                 t = (n * TH + ty) * TW + tx
-                for i in range(TILE):
+                u[:] = 0
+                for i in range(min(TILE, OH - TILE * ty)):
                     row = TILE * ty + i
-                    for j in range(TILE):
+                    for j in range(min(TILE, OW - TILE * tx)):
                         col = TILE * tx + j
-                        if row < OH and col < OW:
-                            for f in range(F):
-                                g = dout[n, row, col, f] if (not relu or out[n, row, col, f] > 0) else zero
-                                u[i, j, f] = g
-                                db64[f] += g
-                        else:
-                            for f in range(F):
-                                u[i, j, f] = 0
+                        for f in range(F):
+                            g = dout[n, row, col, f]
+                            if relu and out[n, row, col, f] <= 0:
+                                g = zero
+                            u[i, j, f] = g
+                for i in range(TILE):      # db in its own pass: summed inside the loop above, the kernel
+                    for j in range(TILE):  # took 6.1 s to compile instead of 2.5, and ran 0.74 ms instead of 0.55
+                        for f in range(F):
+                            db64[f] += u[i, j, f]
                 for i in range(TILE):                           # r = dz AT, row by row
                     for f in range(F):
                         r[i, 0, f], r[i, 1, f], r[i, 2, f], r[i, 3, f], r[i, 4, f], r[i, 5, f] = _a(
