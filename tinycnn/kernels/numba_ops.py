@@ -176,13 +176,13 @@ def _relu_grad_bias_and_dw(dout, out, relu, cols, dw, db):
 
 # Which algorithm for which shape? Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with at least
 # 32 input channels (conv2: see the Winograd section below), im2col + BLAS for the rest. By
-# measurement on the seed model (batch 128, 2 cores, quiet machine, median of 30): a direct Numba convolution for
-# conv1 (patch 3x3x1, the case where im2col looks worst: an inner dimension of 9) took
-# 3.2 ms forward with the best loop order found (rank-1 updates of whole output rows)
-# against 2.5 ms for im2col + BLAS, and whole training steps took 32.4 ms against 27.3 ms
-# (interleaved A/B, 240 steps each). For conv2 (patch 3x3x32) direct was 52 ms against
-# 5.9 ms. BLAS's two threads beat one Numba thread even on thin products. (Measured before
-# the batch was split across cores; not re-measured since.)
+# measurement on the seed model (batch 128, 2 cores, quiet machine, median of 30): a direct
+# Numba convolution for conv1 (patch 3x3x1, the case where im2col looks worst: an inner
+# dimension of 9) took 3.2 ms forward with the best loop order found (rank-1 updates of
+# whole output rows) against 2.5 ms for im2col + BLAS, and whole training steps took 32.4 ms
+# against 27.3 ms (interleaved A/B, 240 steps each). For conv2 (patch 3x3x32) direct was
+# 52 ms against 5.9 ms. BLAS's two threads beat one Numba thread even on thin products.
+# (Measured before the batch was split across cores; not re-measured since.)
 def conv2d_forward(x, w, b, stride, pads, relu=False):
     """Same as numpy_ops.conv2d_forward: im2col (Numba) @ W (BLAS), bias + ReLU fused (Numba),
     or Winograd's algorithm where it fits (see _winograd_fits). saved: cols, or WinogradSaved."""
@@ -221,7 +221,7 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
     """Same as numpy_ops.conv2d_backward; the ReLU's gradient and the bias sum share one pass.
     Each chunk of images adds its own part of dW and db; the parts are summed at the end."""
     if isinstance(saved, WinogradSaved):
-        return _winograd_backward(dout, saved, x_shape, w, pads, need_dx, relu_out)
+        return _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out)
     N = x_shape[0]
     KH, KW, C, F = w.shape
     K = KH * KW * C
@@ -304,7 +304,7 @@ def _winograd_forward(x, w, b, pads, OH, OW, relu):
     return out, WinogradSaved(V, U)
 
 
-def _winograd_backward(dout, saved, x_shape, w, pads, need_dx, relu_out):
+def _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out):
     N = x_shape[0]
     V, U = saved
     C, F = U.shape[1:]
@@ -314,7 +314,8 @@ def _winograd_backward(dout, saved, x_shape, w, pads, need_dx, relu_out):
     dout = np.ascontiguousarray(dout)
     relu = relu_out is not None
     out = np.ascontiguousarray(relu_out) if relu else dout
-    parts = n_chunks(N, V.size * (1 + 2 * F // MACS_PER_STEP))
+    work = V.size * (1 + 2 * F // MACS_PER_STEP)                       # transforms, 2 products
+    parts = n_chunks(N, work)
     dU_parts = np.empty((parts, 36, C, F), dtype=dout.dtype)           # (parts, 36, C, F)
     db_parts = np.empty((parts, F), dtype=np.float64)                  # (parts, F)
     dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
@@ -329,7 +330,7 @@ def _winograd_backward(dout, saved, x_shape, w, pads, need_dx, relu_out):
             dV = np.empty((len(dM), 36, C), dtype=dout.dtype)          # (t, 36, C)
             np.matmul(dMk, UT, out=dV.transpose(1, 0, 2))              # 36 x (t, F) @ (F, C)
             winograd.input_transform_backward(dV, pads[0], pads[2], TH, TW, dx[lo:hi])
-    for_each_chunk(N, chunk, V.size * (1 + 2 * F // MACS_PER_STEP))
+    for_each_chunk(N, chunk, work)
     dw = winograd.kernel_transform_backward(dU_parts.sum(axis=0))     # (3, 3, C, F)
     db = db_parts.sum(axis=0)                                          # (F,)
     return dx, dw.astype(dout.dtype), db.astype(dout.dtype)

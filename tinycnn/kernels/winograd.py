@@ -29,11 +29,15 @@ so backward runs them in reverse, each with its transposed matrices:
 
 Training keeps V (1.3 numbers per input value) instead of im2col's cols (9 per value).
 
+Outputs whose 3x3 window reads only zeros are written as exactly the bias, as im2col gives
+them (see output_transform: otherwise a rounding residue would flip the ReLU's gradient).
 One difference from im2col stays: a NaN or inf input turns the whole 4x4 block of outputs of
 every tile that reads it into NaN, where im2col spoils only the outputs whose 3x3 window
 contains it. A model refuses non-finite inputs and stops training when the loss stops being
 finite, so this shows only when the layer is called directly on such values.
-The transforms below write the matrices out as additions, one channel (or filter) per
+
+Each matrix is one small helper below (_bt, _b, _at, _a: the matrix times a column, written
+out as additions), applied along the tile's two axes in turn, one channel (or filter) per
 iteration of the innermost loop, which the compiler turns into vector instructions. Their
 constants are float32 (TWO, FOUR, ...): an integer literal times a float32 makes a float64 in
 Numba, and the conversions back and forth cost more than the arithmetic. Small integers are
