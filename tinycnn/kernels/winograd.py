@@ -76,6 +76,21 @@ SIXTH, TWELFTH, TWENTYFOURTH = 1 / 6, 1 / 12, 1 / 24
 
 
 @njit(**OPTS)
+def _g(v0, v1, v2):
+    """G @ (v0, v1, v2): one column of a 3x3 kernel -> 6 values."""
+    return (0.25 * v0, -SIXTH * (v0 + v1 + v2), -SIXTH * (v0 - v1 + v2),
+            TWENTYFOURTH * v0 + TWELFTH * v1 + SIXTH * v2, TWENTYFOURTH * v0 - TWELFTH * v1 + SIXTH * v2, v2)
+
+
+@njit(**OPTS)
+def _gt(v0, v1, v2, v3, v4, v5):
+    """GT @ (v0, ..., v5) = G.T @ v: the adjoint of _g, 6 values -> 3."""
+    return (0.25 * v0 - SIXTH * (v1 + v2) + TWENTYFOURTH * (v3 + v4),
+            SIXTH * (v2 - v1) + TWELFTH * (v3 - v4),
+            SIXTH * (v3 + v4 - v1 - v2) + v5)
+
+
+@njit(**OPTS)
 def _kernel_transform(w, U):
     """U[6a + b, c, f] = (G g GT)[a, b] for g = w[:, :, c, f], in float64, filters innermost."""
     _, _, C, F = w.shape
@@ -83,44 +98,30 @@ def _kernel_transform(w, U):
     for c in range(C):
         for j in range(3):
             for f in range(F):
-                v0, v1, v2 = np.float64(w[0, j, c, f]), np.float64(w[1, j, c, f]), np.float64(w[2, j, c, f])
-                t[0, j, f] = 0.25 * v0
-                t[1, j, f] = -SIXTH * (v0 + v1 + v2)
-                t[2, j, f] = -SIXTH * (v0 - v1 + v2)
-                t[3, j, f] = TWENTYFOURTH * v0 + TWELFTH * v1 + SIXTH * v2
-                t[4, j, f] = TWENTYFOURTH * v0 - TWELFTH * v1 + SIXTH * v2
-                t[5, j, f] = v2
+                t[0, j, f], t[1, j, f], t[2, j, f], t[3, j, f], t[4, j, f], t[5, j, f] = _g(
+                    np.float64(w[0, j, c, f]), np.float64(w[1, j, c, f]), np.float64(w[2, j, c, f]))
         for a in range(6):                                      # (G g) GT
             k = 6 * a
             for f in range(F):
-                v0, v1, v2 = t[a, 0, f], t[a, 1, f], t[a, 2, f]
-                U[k, c, f] = 0.25 * v0
-                U[k + 1, c, f] = -SIXTH * (v0 + v1 + v2)
-                U[k + 2, c, f] = -SIXTH * (v0 - v1 + v2)
-                U[k + 3, c, f] = TWENTYFOURTH * v0 + TWELFTH * v1 + SIXTH * v2
-                U[k + 4, c, f] = TWENTYFOURTH * v0 - TWELFTH * v1 + SIXTH * v2
-                U[k + 5, c, f] = v2
+                U[k, c, f], U[k + 1, c, f], U[k + 2, c, f], U[k + 3, c, f], U[k + 4, c, f], U[k + 5, c, f] = _g(
+                    t[a, 0, f], t[a, 1, f], t[a, 2, f])
 
 
 @njit(**OPTS)
 def _kernel_transform_backward(dU, dW):
-    """dW[i, j, c, f] = (GT dU GT')[i, j], the adjoint of _kernel_transform, in float64."""
+    """dW[i, j, c, f] = (GT dU G)[i, j], the adjoint of _kernel_transform, in float64."""
     _, C, F = dU.shape
     s = np.empty((3, 6, F))                                     # GT dU
     for c in range(C):
         for b in range(6):
             for f in range(F):
-                v0, v1, v2 = np.float64(dU[b, c, f]), np.float64(dU[6 + b, c, f]), np.float64(dU[12 + b, c, f])
-                v3, v4, v5 = np.float64(dU[18 + b, c, f]), np.float64(dU[24 + b, c, f]), np.float64(dU[30 + b, c, f])
-                s[0, b, f] = 0.25 * v0 - SIXTH * (v1 + v2) + TWENTYFOURTH * (v3 + v4)
-                s[1, b, f] = SIXTH * (v2 - v1) + TWELFTH * (v3 - v4)
-                s[2, b, f] = SIXTH * (v3 + v4 - v1 - v2) + v5
+                s[0, b, f], s[1, b, f], s[2, b, f] = _gt(
+                    np.float64(dU[b, c, f]), np.float64(dU[6 + b, c, f]), np.float64(dU[12 + b, c, f]),
+                    np.float64(dU[18 + b, c, f]), np.float64(dU[24 + b, c, f]), np.float64(dU[30 + b, c, f]))
         for i in range(3):                                      # (GT dU) G
             for f in range(F):
-                v0, v1, v2, v3, v4, v5 = s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f], s[i, 4, f], s[i, 5, f]
-                dW[i, 0, c, f] = 0.25 * v0 - SIXTH * (v1 + v2) + TWENTYFOURTH * (v3 + v4)
-                dW[i, 1, c, f] = SIXTH * (v2 - v1) + TWELFTH * (v3 - v4)
-                dW[i, 2, c, f] = SIXTH * (v3 + v4 - v1 - v2) + v5
+                dW[i, 0, c, f], dW[i, 1, c, f], dW[i, 2, c, f] = _gt(
+                    s[i, 0, f], s[i, 1, f], s[i, 2, f], s[i, 3, f], s[i, 4, f], s[i, 5, f])
 
 
 def kernel_transform(w):
