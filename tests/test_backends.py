@@ -78,9 +78,11 @@ def check_conv2d(x, w, b, stride, pads, relu, rng):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 3), st.integers(3, 12), st.integers(3, 12), st.integers(1, 6), st.integers(1, 5),
-       st.sampled_from(["valid", "same"]), st.booleans(), st.integers(1, 3), st.integers(0, 2**16))
-def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, seed):
+       st.sampled_from(["valid", "same"]), st.booleans(), st.integers(1, 3), st.sampled_from([1, 5000, 2 << 20]),
+       st.integers(0, 2**16))
+def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, block_bytes, seed):
     """Winograd's F(4x4, 3x3) against the im2col reference: the same convolution, rounded differently.
+    Each chunk of the batch runs in blocks of one image, a few, or all at once (block_bytes).
 
     Inputs are half zeros, as after a ReLU: outputs whose window reads only zeros must come out
     exactly as im2col's (bias alone), or the ReLU's gradient would differ there."""
@@ -93,7 +95,7 @@ def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, seed):
     (_, (top, bottom)), (_, (left, right)) = window_output(H, 3, 1, padding), window_output(W, 3, 1, padding)
     pads = (top, bottom, left, right)
     out_ref, cols = numpy_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu)
-    with chunks(threads), winograd_from(1):
+    with chunks(threads), winograd_from(1), blocks_of(block_bytes):
         out, saved = numba_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu)
         assert isinstance(saved, numba_ops.WinogradSaved)
         scale = np.abs(out_ref).max() + 1
@@ -111,6 +113,16 @@ def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, seed):
         none, dw, db = numba_ops.conv2d_backward(dout, saved, x.shape, w, (1, 1), pads, need_dx=False, relu_out=relu_out)
         assert none is None
         np.testing.assert_allclose(dw, ref[1], rtol=0, atol=1e-5 * (np.abs(ref[1]).max() + 1))
+
+
+@contextlib.contextmanager
+def blocks_of(block_bytes):
+    saved = cores.BLOCK_BYTES
+    cores.BLOCK_BYTES = block_bytes
+    try:
+        yield
+    finally:
+        cores.BLOCK_BYTES = saved
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ it fast on a CPU. The rules that make the difference here:
     = True would still be race-free.
   * Convolutions with a 3x3 kernel, stride 1 and 32 or more input channels (conv2) take
     Winograd's F(4x4, 3x3) instead of im2col (winograd.py): a quarter of the multiplications.
+    Each core runs its chunk a few images at a time (cores.blocks), so that the buffers one
+    step writes are still in its own cache when the next step reads them.
   * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.
@@ -28,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import cores, winograd
-from .cores import MACS_PER_STEP, for_each_chunk, n_chunks
+from .cores import MACS_PER_STEP, blocks, for_each_chunk, n_chunks
 from .numpy_ops import offset_dtype, out_size
 
 PARALLEL = dict(parallel=False, cache=True, nogil=True)   # see the note above
@@ -293,13 +295,16 @@ def _winograd_forward(x, w, b, pads, OH, OW, relu):
     out = np.empty((N, OH, OW, F), dtype=x.dtype)            # (N, OH, OW, F)
     bias = np.zeros(F, dtype=x.dtype) if b is None else b
 
-    def chunk(k, lo, hi):                                    # images lo..hi-1
-        v = V[lo * per:hi * per]
-        support = np.empty((len(v), 4, 4), dtype=np.bool_)                # which outputs read a nonzero
-        winograd.input_transform(x[lo:hi], pads[0], pads[2], TH, TW, v, support)
-        m = np.empty((len(v), 36, F), dtype=x.dtype)                       # (t, 36, F)
-        np.matmul(v.transpose(1, 0, 2), U, out=m.transpose(1, 0, 2))       # 36 x (t, C) @ (C, F), BLAS
-        winograd.output_transform(m, bias, relu, TH, TW, support, out[lo:hi])
+    def chunk(k, lo, hi):                                    # images lo..hi-1, a few at a time
+        parts = blocks(lo, hi, per * 36 * (C + F) * x.itemsize)
+        most = max((e - s for s, e in parts), default=0) * per
+        support = np.empty((most, 4, 4), dtype=np.bool_)                   # which outputs read a nonzero
+        m = np.empty((most, 36, F), dtype=x.dtype)                         # (t, 36, F)
+        for s, e in parts:
+            v, t = V[s * per:e * per], (e - s) * per
+            winograd.input_transform(x[s:e], pads[0], pads[2], TH, TW, v, support[:t])
+            np.matmul(v.transpose(1, 0, 2), U, out=m[:t].transpose(1, 0, 2))   # 36 x (t, C) @ (C, F), BLAS
+            winograd.output_transform(m[:t], bias, relu, TH, TW, support[:t], out[s:e])
     for_each_chunk(N, chunk, work=V.size + out.size + N * per * 36 * C * F // MACS_PER_STEP)
     return out, WinogradSaved(V, U)
 
@@ -321,15 +326,23 @@ def _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out):
     dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
     UT = np.ascontiguousarray(U.transpose(0, 2, 1))                    # (36, F, C)
 
-    def chunk(k, lo, hi):
-        dM = np.empty(((hi - lo) * per, 36, F), dtype=dout.dtype)     # (t, 36, F)
-        winograd.output_transform_backward(dout[lo:hi], out[lo:hi], relu, TH, TW, dM, db_parts[k])
-        dMk = dM.transpose(1, 0, 2)                                    # (36, t, F)
-        np.matmul(V[lo * per:hi * per].transpose(1, 2, 0), dMk, out=dU_parts[k])   # (36, C, F)
-        if need_dx:
-            dV = np.empty((len(dM), 36, C), dtype=dout.dtype)          # (t, 36, C)
-            np.matmul(dMk, UT, out=dV.transpose(1, 0, 2))              # 36 x (t, F) @ (F, C)
-            winograd.input_transform_backward(dV, pads[0], pads[2], TH, TW, dx[lo:hi])
+    def chunk(k, lo, hi):                                              # a few images at a time
+        parts = blocks(lo, hi, per * 36 * (2 * C + F) * dout.itemsize)
+        most = max((e - s for s, e in parts), default=0) * per
+        dM = np.empty((most, 36, F), dtype=dout.dtype)                 # (t, 36, F)
+        dV = np.empty((most, 36, C), dtype=dout.dtype) if need_dx else None    # (t, 36, C)
+        dU, db = np.empty((36, C, F), dtype=dout.dtype), np.empty(F)   # one block's parts
+        dU_parts[k], db_parts[k] = 0, 0
+        for s, e in parts:
+            t = (e - s) * per
+            winograd.output_transform_backward(dout[s:e], out[s:e], relu, TH, TW, dM[:t], db)
+            dMk = dM[:t].transpose(1, 0, 2)                            # (36, t, F)
+            np.matmul(V[s * per:e * per].transpose(1, 2, 0), dMk, out=dU)   # 36 x (C, t) @ (t, F)
+            dU_parts[k] += dU
+            db_parts[k] += db
+            if need_dx:
+                np.matmul(dMk, UT, out=dV[:t].transpose(1, 0, 2))      # 36 x (t, F) @ (F, C)
+                winograd.input_transform_backward(dV[:t], pads[0], pads[2], TH, TW, dx[s:e])
     for_each_chunk(N, chunk, work)
     dw = winograd.kernel_transform_backward(dU_parts.sum(axis=0))     # (3, 3, C, F)
     db = db_parts.sum(axis=0)                                          # (F,)
