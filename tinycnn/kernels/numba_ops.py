@@ -153,19 +153,22 @@ def _relu_grad_and_bias(dout, out, relu, dz, db):
 @njit(**PARALLEL)
 def _relu_grad_bias_and_dw(dout, out, relu, cols, dw, db):
     """For a thin patch (conv1: KH*KW*C = 9) and no dx: dz, db and dW = cols.T @ dz in one
-    pass, without ever storing dz. Products add up in float32 over blocks of 256 rows, and
-    the blocks in float64, so the error stays at the BLAS product's level."""
+    pass, without ever storing dz. Products add up in dout's type over blocks of 256 rows,
+    and the blocks in float64, so the error stays at the BLAS product's level. (With the block
+    in float64, every multiply-add went through a float32 -> float64 conversion and none was
+    vectorised: 1.7-2.2 ms against 1.0 ms for 64 images, measured alone.)"""
     M, F = dout.shape
     P = cols.shape[1]
+    zero = dout.dtype.type(0)
     dw64 = np.zeros((P, F), dtype=np.float64)
     db64 = np.zeros(F, dtype=np.float64)
-    block = np.zeros((P, F), dtype=dw.dtype)
-    g = np.empty(F, dtype=dw.dtype)
+    block = np.zeros((P, F), dtype=dout.dtype)
+    g = np.empty(F, dtype=dout.dtype)
     for r0 in range(0, M, 256):
         block[:] = 0
         for r in range(r0, min(r0 + 256, M)):
             for f in range(F):
-                g[f] = dout[r, f] if (not relu or out[r, f] > 0) else 0
+                g[f] = dout[r, f] if (not relu or out[r, f] > 0) else zero
                 db64[f] += g[f]
             for p in range(P):
                 a = cols[r, p]
