@@ -316,6 +316,16 @@ def test_for_each_chunk_covers_every_index_once(threads, n):
     assert cores.n_chunks(n, work=cores.MIN_WORK - 1) == 1         # small jobs stay on one thread
 
 
+@pytest.mark.parametrize("lo, hi", [(0, 0), (0, 1), (3, 10), (0, 64)])
+@pytest.mark.parametrize("bytes_each", [1, 300_000, 1 << 21, 1 << 30])
+def test_blocks_cut_a_chunk_into_consecutive_blocks_of_the_right_size(lo, hi, bytes_each):
+    parts = cores.blocks(lo, hi, bytes_each)
+    assert [i for s, e in parts for i in range(s, e)] == list(range(lo, hi))   # in order, each once
+    most = max(1, cores.BLOCK_BYTES // bytes_each)
+    assert all(1 <= e - s <= most for s, e in parts)
+    assert len(parts) == -(-(hi - lo) // most)                                  # no smaller blocks than needed
+
+
 def test_an_error_in_any_chunk_reaches_the_caller():
     def body(k, lo, hi):
         if k == 2:

@@ -247,6 +247,11 @@ for name in names:
 #   (`tinycnn/kernels/winograd.py`). The answer is the same up to float32 rounding, and one subtlety: an output
 #   whose 3×3 window reads only zeros (MNIST's background, after a ReLU) must come out *exactly* as the bias,
 #   not as the bias plus a 1e-9 residue of rounding, or the ReLU's gradient would count it as active.
+# * Memory, not arithmetic, is what the two cores wait on most. Winograd's steps hand each other big buffers (the
+#   transformed tiles, the 36 products), so each core works through its chunk **a few images at a time**
+#   (`cores.blocks`): what one step writes is still in that core's own cache when the next step reads it, instead
+#   of travelling through the cache both cores share. The arithmetic is unchanged; the training step went from
+#   18.1 to 14.9 ms.
 #
 # ## 3. NumPy vs Numba vs Keras
 #
