@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -95,7 +96,8 @@ def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, block_by
     (_, (top, bottom)), (_, (left, right)) = window_output(H, 3, 1, padding), window_output(W, 3, 1, padding)
     pads = (top, bottom, left, right)
     out_ref, cols = numpy_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu)
-    with chunks(threads), winograd_from(1), blocks_of(block_bytes):
+    with chunks(threads), mock.patch.object(numba_ops, "WINOGRAD_MIN_CHANNELS", 1), \
+            mock.patch.object(cores, "BLOCK_BYTES", block_bytes):
         out, saved = numba_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu)
         assert isinstance(saved, numba_ops.WinogradSaved)
         scale = np.abs(out_ref).max() + 1
@@ -113,26 +115,6 @@ def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, block_by
         none, dw, db = numba_ops.conv2d_backward(dout, saved, x.shape, w, (1, 1), pads, need_dx=False, relu_out=relu_out)
         assert none is None
         np.testing.assert_allclose(dw, ref[1], rtol=0, atol=1e-5 * (np.abs(ref[1]).max() + 1))
-
-
-@contextlib.contextmanager
-def blocks_of(block_bytes):
-    saved = cores.BLOCK_BYTES
-    cores.BLOCK_BYTES = block_bytes
-    try:
-        yield
-    finally:
-        cores.BLOCK_BYTES = saved
-
-
-@contextlib.contextmanager
-def winograd_from(channels):
-    saved = numba_ops.WINOGRAD_MIN_CHANNELS
-    numba_ops.WINOGRAD_MIN_CHANNELS = channels
-    try:
-        yield
-    finally:
-        numba_ops.WINOGRAD_MIN_CHANNELS = saved
 
 
 def test_winograd_is_chosen_for_the_seed_models_conv2_only():
