@@ -378,6 +378,39 @@ def test_tinycnn_threads_must_be_a_whole_number():
     assert result.returncode != 0 and "TINYCNN_THREADS must be a whole number" in result.stderr
 
 
+FAULTS_PER_STEP = """
+import resource, sys
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+if sys.argv[1] == "keep":
+    from tinycnn.kernels import cores
+    assert cores.keep_freed_memory()
+def step():                      # two arrays the size of conv1's output at batch 128, freed again
+    a, b = np.ones((128, 26, 26, 32), np.float32), np.ones((128, 26, 26, 32), np.float32)
+    return a[0, 0, 0, 0] + b[-1, -1, -1, -1]
+pool = ThreadPoolExecutor(1)     # a second thread allocates too, from its own arena
+for _ in range(3):
+    step(), pool.submit(step).result()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step(), pool.submit(step).result()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-fault counts from getrusage, glibc's mallopt")
+def test_keep_freed_memory_stops_each_step_from_page_faulting_its_arrays_back_in():
+    def faults(mode):
+        result = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, mode], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return float(result.stdout)
+    pages = 4 * 128 * 26 * 26 * 32 // 4096                # 2,704 pages per array
+    default, kept = faults("default"), faults("keep")
+    if default < pages / 10:
+        pytest.skip(f"this C library keeps freed memory by itself ({default} faults per step)")
+    assert kept < pages / 100, (default, kept)
+
+
 def test_dropout_rate_is_about_right():
     out, _ = numba_ops.dropout_forward(np.ones(100_000, np.float32), 0.25, np.random.default_rng(0))
     assert abs((out == 0).mean() - 0.25) < 0.01

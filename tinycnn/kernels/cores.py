@@ -14,6 +14,7 @@ So while a split runs, the BLAS is told to use one thread, and the cores are our
     n_chunks(n, work)              how many chunks for_each_chunk would make
     one_blas_thread()              with-block: NumPy's BLAS runs single-threaded inside it
     blocks(lo, hi, bytes_each)     splits a chunk into blocks whose buffers stay in the core's cache
+    keep_freed_memory()            asks the C allocator to keep big freed blocks for the next step
 
 If the BLAS cannot be told (not OpenBLAS, or not on Linux), there is one chunk: the
 kernels run on one thread, and the BLAS threads its products itself. TINYCNN_THREADS=n
@@ -58,6 +59,27 @@ def _threads_wanted():
     if not setting.isdigit() or int(setting) < 1:
         raise ValueError(f"TINYCNN_THREADS must be a whole number >= 1; received {setting!r}")
     return int(setting)
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep the big blocks a training step frees, for the next step.
+
+    Every step allocates the same big arrays again (conv1's output alone is 11 MB at batch
+    128). By default glibc gives a block that big back to the system when it is freed, and
+    the next step's copy page-faults its way back in, a 4 KB page at a time: 200-500 faults
+    and about 1.5 ms of CPU time per step, measured. With the two settings below, blocks up to
+    32 MB come from the process's own heap and up to 256 MB of freed heap is kept: the faults
+    disappear. The seed model's training step, 12 interleaved process pairs on a busy host:
+    median 21.0 -> 20.3 ms (faster in 9 of 12), CPU time 33.4 -> 32.2 ms per step. The cost:
+    memory the process once used stays with it until it exits (its peak stays the same).
+    Returns True if the settings were made (Linux with glibc), False otherwise."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):                # not glibc (macOS, musl without mallopt, Windows)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # from glibc's malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20) and mallopt(M_TRIM_THRESHOLD, 256 << 20))
 
 
 _blas = _find_openblas()

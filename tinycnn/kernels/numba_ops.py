@@ -19,6 +19,8 @@ it fast on a CPU. The rules that make the difference here:
     Winograd's F(4x4, 3x3) instead of im2col (winograd.py): a quarter of the multiplications.
     Each core runs its chunk a few images at a time (cores.blocks), so that the buffers one
     step writes are still in its own cache when the next step reads them.
+  * Freed memory is kept for the next step (cores.keep_freed_memory): the same big arrays
+    are allocated every step, and fresh pages from the system cost a page fault each.
   * MaxPooling2D stores each winner's offset in its window, so backward needs no search.
   * Dropout draws its mask from a counter-based hash (splitmix64) seeded from tinycnn's
     generator: parallel, reproducible with set_random_seed, and no state to share.
@@ -34,6 +36,7 @@ from .cores import MACS_PER_STEP, blocks, for_each_chunk, n_chunks
 from .numpy_ops import offset_dtype, out_size
 
 PARALLEL = dict(parallel=False, cache=True, nogil=True)   # see the note above
+cores.keep_freed_memory()          # each step's big arrays reuse the last step's memory: no page faults
 
 
 # ----------------------------------------------------------------------------------------
