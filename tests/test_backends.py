@@ -1,6 +1,8 @@
 """The Numba kernels against the NumPy reference, and the backend switch."""
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -337,6 +339,58 @@ def test_a_split_inside_a_chunk_runs_whole_instead_of_waiting_forever():
         seen.clear()
         cores.for_each_chunk(4, inner, work=1)           # outside a chunk, the job is split again
     assert sorted(seen) == [(0, 0, 2), (1, 2, 4)]
+
+
+def test_splits_from_two_threads_at_once_each_cover_their_own_job():
+    """While one thread's split has the workers, another thread's split runs its chunks itself."""
+    started, release = threading.Event(), threading.Event()
+    seen = {"slow": np.zeros(6, dtype=int), "other": np.zeros(6, dtype=int)}
+    threads_used = {"slow": set(), "other": set()}
+
+    def body(job):
+        def run(k, lo, hi):
+            seen[job][lo:hi] += 1
+            threads_used[job].add(threading.get_ident())
+            if job == "slow" and k == 0:
+                started.set()
+                assert release.wait(timeout=60)
+        return run
+    with chunks(3):
+        slow = threading.Thread(target=cores.for_each_chunk, args=(6, body("slow"), 1), daemon=True)
+        slow.start()
+        assert started.wait(timeout=60)
+        other = threading.Thread(target=cores.for_each_chunk, args=(6, body("other"), 1), daemon=True)
+        other.start()
+        other.join(timeout=20)                           # finishes while "slow" still holds the workers
+        assert not other.is_alive(), "a second split waited for the first one"
+        release.set()
+        slow.join(timeout=60)
+    assert seen["slow"].tolist() == [1] * 6 and seen["other"].tolist() == [1] * 6
+    assert len(threads_used["slow"]) == 3 and len(threads_used["other"]) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_worker_threads_of_its_own():
+    with chunks(2):
+        cores.for_each_chunk(4, lambda k, lo, hi: None, work=1)        # the parent's workers exist
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                                    # the child: its workers must run
+            try:
+                done = []
+                cores.for_each_chunk(4, lambda k, lo, hi: done.append((k, threading.get_ident())), work=1)
+                ok = sorted(k for k, _ in done) == [0, 1] and len({t for _, t in done}) == 2
+                os.write(write, b"ok" if ok else b"no")
+            finally:
+                os._exit(0)
+        os.close(write)
+        ready, _, _ = select.select([read], [], [], 60)
+        if not ready:                                                   # the child hangs: it waits on
+            os.kill(pid, signal.SIGKILL)                                # threads it does not have
+        answer = os.read(read, 2) if ready else b"hung"
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == b"ok"
 
 
 def test_conv2d_backward_inside_a_chunk_sums_only_the_parts_it_computed():

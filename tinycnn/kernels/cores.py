@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy  # noqa: F401  (loads NumPy's BLAS, so that _find_openblas can see it)
 
@@ -84,8 +83,9 @@ def keep_freed_memory():
 
 _blas = _find_openblas()
 THREADS = _threads_wanted() if _blas is not None else 1
-_pool, _pool_pid = None, None
+_workers, _workers_pid = [], None
 _lock = threading.Lock()
+_dispatch = threading.Lock()              # held while the workers run one split
 _blas_users, _blas_before = 0, None
 
 
@@ -115,8 +115,12 @@ def one_blas_thread():
                 set_(_blas_before)
 
 
-# Handing a chunk to another thread and waiting for it costs 60-130 us here (measured on
-# 2 cores), about what one thread needs for a million element-steps: smaller jobs run whole.
+# Handing a chunk to another thread and waiting for it costs 15-90 us here (measured on 2
+# cores with an empty chunk; it is bimodal: more when the other core has gone to sleep), and
+# one thread needs 60-130 us for a million element-steps: jobs much smaller than that run whole.
+# The hand-over is a pair of locks per worker (below), not a ThreadPoolExecutor: the seed
+# model's step, alternating the two in one process every 40 steps (3 x 20 rounds), was faster
+# with the locks in 39 of 60 rounds (medians 16.5 -> 15.4, 15.2 -> 14.9, 14.6 -> 14.0 ms).
 # A BLAS product does about 16 multiply-adds in the time a Numba loop takes one element-step.
 MIN_WORK = 1 << 20
 MACS_PER_STEP = 16
@@ -133,10 +137,42 @@ def _as_chunk(body, k, lo, hi):
         _inside.chunk = False
 
 
+class _Worker:
+    """A thread of our own that runs one chunk at a time. The hand-over is two locks, the
+    cheapest thing Python's threads can wait on: the caller releases `go` to start a chunk,
+    the worker releases `done` when it has finished."""
+
+    def __init__(self, name):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job, self.error = None, None
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self):
+        while True:
+            self.go.acquire()                         # sleeps until start() hands over a chunk
+            try:
+                _as_chunk(*self.job)
+            except BaseException as error:            # kept for the caller to raise
+                self.error = error
+            self.done.release()
+
+    def start(self, body, k, lo, hi):
+        self.job, self.error = (body, k, lo, hi), None
+        self.go.release()
+
+    def wait(self):
+        """Block until the chunk has finished; returns the exception it raised, or None."""
+        self.done.acquire()
+        self.job = None
+        return self.error
+
+
 def n_chunks(n, work):
     """How many chunks for_each_chunk(n, body, work) makes: one per core, if the work pays.
-    One on a single thread, and one inside a chunk: waiting on the pool from one of its own
-    threads could wait forever."""
+    One on a single thread, and one inside a chunk: waiting on the workers from one of their
+    own threads would wait forever."""
     if THREADS == 1 or work < MIN_WORK or getattr(_inside, "chunk", False):
         return 1
     return max(1, min(THREADS, n))
@@ -147,12 +183,13 @@ def for_each_chunk(n, body, work):
 
     `work` is a rough count of the element-steps of the whole job (multiply-adds count
     1/MACS_PER_STEP each).
-    Chunk 0 runs on the calling thread, the others on a pool kept for the process. With
-    THREADS > 1 the BLAS runs single-threaded throughout, even for one chunk, so its own
-    threads never wake up to spin on the cores the chunks need.
+    Chunk 0 runs on the calling thread, the others on worker threads kept for the process.
+    If another thread's split has the workers, the chunks run one after the other here.
+    With THREADS > 1 the BLAS runs single-threaded throughout, even for one chunk, so its
+    own threads never wake up to spin on the cores the chunks need.
     Exceptions in any chunk are raised here, after every chunk has finished.
     """
-    global _pool, _pool_pid
+    global _workers, _workers_pid
     parts = n_chunks(n, work)
     bounds = [(k, n * k // parts, n * (k + 1) // parts) for k in range(parts)]
     if THREADS == 1:                     # no threads of our own: the BLAS may thread its products
@@ -163,16 +200,27 @@ def for_each_chunk(n, body, work):
             body(*bounds[0])
             return
         with _lock:
-            if _pool is None or _pool_pid != os.getpid():       # a forked child needs its own threads
-                _pool, _pool_pid = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinycnn"), os.getpid()
-        futures = [_pool.submit(_as_chunk, body, *b) for b in bounds[1:]]
+            if _workers_pid != os.getpid():        # first use, or a forked child: threads of its own
+                _workers, _workers_pid = [], os.getpid()
+            while len(_workers) < parts - 1:
+                _workers.append(_Worker(f"tinycnn-{len(_workers) + 1}"))
+        if not _dispatch.acquire(blocking=False):   # the workers are busy with another thread's split
+            for b in bounds:
+                _as_chunk(body, *b)
+            return
         try:
-            _as_chunk(body, *bounds[0])
+            helpers = _workers[:parts - 1]
+            for worker, b in zip(helpers, bounds[1:]):
+                worker.start(body, *b)
+            try:
+                _as_chunk(body, *bounds[0])
+            finally:
+                errors = [worker.wait() for worker in helpers]     # wait for all before raising
         finally:
-            for f in futures:
-                f.exception()                                     # wait for all before raising
-        for f in futures:
-            f.result()
+            _dispatch.release()
+        for error in errors:
+            if error is not None:
+                raise error
 
 
 # A chunk's intermediate buffers (Winograd's transformed tiles and products) are written by
