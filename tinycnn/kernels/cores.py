@@ -117,12 +117,16 @@ def one_blas_thread():
 
 # Handing a chunk to another thread and waiting for it costs 15-90 us here (measured on 2
 # cores with an empty chunk; it is bimodal: more when the other core has gone to sleep), and
-# one thread needs 60-130 us for a million element-steps: jobs much smaller than that run whole.
+# one thread needs 15-35 us for a quarter of a million element-steps: smaller jobs run whole.
+# The threshold was a million element-steps; at a quarter million, the seed model's second
+# max-pool (forward and backward) and its first dropout (forward and backward) are split too,
+# 0.07-0.3 ms jobs on one core. The step, alternating the two thresholds in one process:
+# faster in 40 of 60 rounds of 20 steps (medians 17.5 -> 16.2 ms) and in 23 of 40 rounds of 40.
 # The hand-over is a pair of locks per worker (below), not a ThreadPoolExecutor: the seed
 # model's step, alternating the two in one process every 40 steps (3 x 20 rounds), was faster
 # with the locks in 39 of 60 rounds (medians 16.5 -> 15.4, 15.2 -> 14.9, 14.6 -> 14.0 ms).
 # A BLAS product does about 16 multiply-adds in the time a Numba loop takes one element-step.
-MIN_WORK = 1 << 20
+MIN_WORK = 1 << 18
 MACS_PER_STEP = 16
 
 
