@@ -195,6 +195,11 @@ def test_maxpool_kernels_match(case, threads):
     np.testing.assert_array_equal(out, out_ref)
     np.testing.assert_array_equal(saved, saved_ref)       # the same winners, stored the same way
     np.testing.assert_allclose(dx, numpy_ops.maxpool_backward(dout, saved_ref, x.shape, pool, stride, pads), **F32)
+    for kernels in (numpy_ops, numba_ops):                # inference: the same maxima, no winners kept
+        with chunks(threads):
+            out_only, none = kernels.maxpool_forward(x, pool, stride, pads, track=False)
+        np.testing.assert_array_equal(out_only, out_ref)
+        assert none is None
 
 
 @pytest.mark.parametrize("kernels", [numpy_ops, numba_ops], ids=["numpy", "numba"])

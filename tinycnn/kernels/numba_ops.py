@@ -408,7 +408,7 @@ def _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out):
 # MaxPooling2D: the winner's offset in its window is stored, so backward needs no search
 # ----------------------------------------------------------------------------------------
 @njit(**PARALLEL)
-def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax):
+def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax, track):
     N, H, W, C = x.shape
     _, OH, OW, _ = out.shape
     for n in prange(N):
@@ -427,7 +427,8 @@ def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax):
                             v = x[n, row, col, c]
                             if first or v > out[n, i, j, c]:     # strict: a tie keeps the first
                                 out[n, i, j, c] = v
-                                argmax[n, i, j, c] = kh * PW + kw
+                                if track:
+                                    argmax[n, i, j, c] = kh * PW + kw
                         first = False
 
 
@@ -461,19 +462,21 @@ def _maxpool_backward(dout, argmax, PH, PW, SH, SW, top, left, dx):
                                 dx[n, row, col, c] += dout[n, i, j, c]
 
 
-def maxpool_forward(x, pool, stride, pads):
+# Inference needs no winners (track=False): pool1's forward for 64 images, one core, min of
+# 200, takes 0.24 ms without them against 0.36 ms with them.
+def maxpool_forward(x, pool, stride, pads, track=True):
     """Same as numpy_ops.maxpool_forward, saved included (each winner's offset in its window)."""
     x = np.ascontiguousarray(x)
     N, H, W, C = x.shape
     OH, OW = _dims(x.shape, pool[0], pool[1], stride, pads)
     out = np.empty((N, OH, OW, C), dtype=x.dtype)
-    argmax = np.empty((N, OH, OW, C), dtype=offset_dtype(pool))
+    argmax = np.empty((N, OH, OW, C) if track else (0, 0, 0, 0), dtype=offset_dtype(pool))
 
     def chunk(k, lo, hi):
         _maxpool_forward(x[lo:hi], pool[0], pool[1], stride[0], stride[1], pads[0], pads[2],
-                         out[lo:hi], argmax[lo:hi])
+                         out[lo:hi], argmax[lo:hi], track)
     for_each_chunk(N, chunk, work=x.size)
-    return out, argmax
+    return out, argmax if track else None
 
 
 # Measured (seed model's pool1, batch 128, median of 30): storing the winner's row*W + col as

@@ -140,13 +140,14 @@ def offset_dtype(pool):
     return np.uint8 if pool[0] * pool[1] <= 256 else np.int32
 
 
-def maxpool_forward(x, pool, stride, pads):
+def maxpool_forward(x, pool, stride, pads, track=True):
     """x (N,H,W,C) -> out (N,OH,OW,C), saved = argmax (N,OH,OW,C), each window's winner.
 
     A loop over the PH*PW offsets inside a window (4 for 2x2), never over pixels: offset
     (i, j) of every window at once is the strided slice xp[:, i::SH, j::SW]. A running max
     keeps the best value so far and which offset k = i*PW + j gave it. Strict ">" means a
     tie goes to the first offset. Padding ("same") uses -inf, so a padded cell never wins.
+    track=False (inference: no backward will come): saved is None, and no winner is kept.
     """
     PH, PW = pool
     SH, SW = stride
@@ -155,13 +156,14 @@ def maxpool_forward(x, pool, stride, pads):
     OH, OW = out_size(H, PH, SH, top, bottom), out_size(W, PW, SW, left, right)
     xp = pad_nhwc(x, pads, value=-np.inf)
     out = np.full((N, OH, OW, C), -np.inf, dtype=x.dtype)              # (N, OH, OW, C) best so far
-    argmax = np.zeros((N, OH, OW, C), dtype=offset_dtype(pool))        # (N, OH, OW, C) its offset
+    argmax = np.zeros((N, OH, OW, C), dtype=offset_dtype(pool)) if track else None   # its offset
     for i in range(PH):
         for j in range(PW):
             v = xp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :]           # (N, OH, OW, C) offset (i, j)
             better = v > out
             np.copyto(out, v, where=better)
-            argmax[better] = i * PW + j
+            if track:
+                argmax[better] = i * PW + j
     return out, argmax
 
 

@@ -35,7 +35,8 @@ class MaxPooling2D(Layer):
 
     def forward(self, x, training=False):
         kernels = ops()
-        out, argmax = kernels.maxpool_forward(x, self.pool_size, self.strides, self.pads)  # (N, OH, OW, C)
+        out, argmax = kernels.maxpool_forward(x, self.pool_size, self.strides, self.pads,
+                                              track=training)               # (N, OH, OW, C)
         if training:
             self.cache = {"kernels": kernels, "argmax": argmax, "x_shape": x.shape}
         return out
