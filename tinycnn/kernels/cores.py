@@ -122,9 +122,6 @@ def one_blas_thread():
 # max-pool (forward and backward) and its first dropout (forward and backward) are split too,
 # 0.07-0.3 ms jobs on one core. The step, alternating the two thresholds in one process:
 # faster in 40 of 60 rounds of 20 steps (medians 17.5 -> 16.2 ms) and in 23 of 40 rounds of 40.
-# The hand-over is a pair of locks per worker (below), not a ThreadPoolExecutor: the seed
-# model's step, alternating the two in one process every 40 steps (3 x 20 rounds), was faster
-# with the locks in 39 of 60 rounds (medians 16.5 -> 15.4, 15.2 -> 14.9, 14.6 -> 14.0 ms).
 # A BLAS product does about 16 multiply-adds in the time a Numba loop takes one element-step.
 MIN_WORK = 1 << 18
 MACS_PER_STEP = 16
@@ -144,7 +141,10 @@ def _as_chunk(body, k, lo, hi):
 class _Worker:
     """A thread of our own that runs one chunk at a time. The hand-over is two locks, the
     cheapest thing Python's threads can wait on: the caller releases `go` to start a chunk,
-    the worker releases `done` when it has finished."""
+    the worker releases `done` when it has finished. (A ThreadPoolExecutor's futures cost
+    more: the seed model's step, alternating the two in one process every 40 steps, 3 x 20
+    rounds, was faster with the locks in 39 of 60 rounds, medians 16.5 -> 15.4, 15.2 -> 14.9
+    and 14.6 -> 14.0 ms.)"""
 
     def __init__(self, name):
         self.go, self.done = threading.Lock(), threading.Lock()

@@ -1,7 +1,7 @@
 """MaxPooling2D: keep the largest value of every window.
 
 Forward:   out[n, i, j, c] = max of x[n, window(i, j), c]        (N, OH, OW, C)
-           and remember which cell won (argmax)                  (N, OH, OW, C)
+           and, when training, remember which cell won (argmax)  (N, OH, OW, C)
 Backward:  the max is a switch: the winner's gradient is dout, every other cell's is 0.
            dx = zeros (N, H, W, C); dx[winner of (n,i,j,c)] += dout[n, i, j, c]
 No parameters. The kernels are maxpool_forward / maxpool_backward in tinycnn/kernels.
