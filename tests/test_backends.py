@@ -84,7 +84,7 @@ def check_conv2d(x, w, b, stride, pads, relu, rng):
        st.sampled_from(["valid", "same"]), st.booleans(), st.integers(1, 3), st.sampled_from([1, 5000, 2 << 20]),
        st.integers(0, 2**16))
 def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, block_bytes, seed):
-    """Winograd's F(4x4, 3x3) against the im2col reference: the same convolution, rounded differently.
+    """Winograd's F(6x6, 3x3) against the im2col reference: the same convolution, rounded differently.
     Each chunk of the batch runs in blocks of one image, a few, or all at once (block_bytes).
 
     Inputs are half zeros, as after a ReLU: outputs whose window reads only zeros must come out
@@ -135,35 +135,41 @@ def test_winograd_is_chosen_for_the_seed_models_conv2_only():
 
 
 def test_a_non_finite_input_stays_inside_the_winograd_tiles_that_read_it():
-    """As winograd.py documents: an inf spoils whole 4x4 output blocks, never anything further."""
+    """As winograd.py documents: an inf spoils whole 6x6 output blocks, never anything further."""
     rng = np.random.default_rng(4)
     x = rng.random((2, 13, 13, 32), dtype=np.float32)
-    x[1, 6, 6, 3] = np.inf                                  # row and column 6: read only by tile 1 (inputs 4-9)
+    x[1, 9, 9, 3] = np.inf                                  # row and column 9: read only by tile 1 (inputs 6-13)
     w = rng.standard_normal((3, 3, 32, 8)).astype(np.float32)
     out, saved = numba_ops.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0))
     assert isinstance(saved, numba_ops.WinogradSaved)
     ref = numpy_ops.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0))[0]
     bad = ~np.isfinite(out)
     tile = np.zeros((11, 11, 8), dtype=bool)
-    tile[4:8, 4:8] = True                                   # the 4x4 outputs of tile (1, 1)
+    tile[6:12, 6:12] = True                                 # the 6x6 outputs of tile (1, 1), cut at 11
     assert not bad[0].any() and (bad[1] == tile).all()     # image 0 untouched, image 1 only there
     np.testing.assert_allclose(out[~bad], ref[~bad], rtol=0, atol=1e-5 * np.abs(ref[np.isfinite(ref)]).max())
 
 
 def test_winograd_transforms_are_the_matrices():
-    """The hand-expanded kernel transforms equal G g GT and its adjoint, written with einsum."""
+    """The hand-expanded transforms are the matrices: G g GT and its adjoint, written with einsum,
+    and each one-axis helper applied to the columns of the identity."""
     from tinycnn.kernels import winograd
     rng = np.random.default_rng(2)
     w = rng.standard_normal((3, 3, 5, 7))
-    U = np.einsum("ai,ijcf,bj->abcf", winograd.G, w, winograd.G).reshape(36, 5, 7)
+    U = np.einsum("ai,ijcf,bj->bacf", winograd.G, w, winograd.G).reshape(64, 5, 7)      # stored transposed
     np.testing.assert_allclose(winograd.kernel_transform(w), U, rtol=1e-13, atol=1e-14)
-    dU = rng.standard_normal((36, 5, 7))
-    dW = np.einsum("ai,abcf,bj->ijcf", winograd.G, dU.reshape(6, 6, 5, 7), winograd.G)
+    dU = rng.standard_normal((64, 5, 7))
+    dW = np.einsum("ai,bacf,bj->ijcf", winograd.G, dU.reshape(8, 8, 5, 7), winograd.G)
     np.testing.assert_allclose(winograd.kernel_transform_backward(dU), dW, rtol=1e-13, atol=1e-14)
-    # and the three matrices compute a 3x3 correlation of a 6x6 tile exactly (float64)
-    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    # each one-axis helper is its matrix (or the matrix's transpose), column by column
+    for helper, matrix in ((winograd._bt, winograd.BT), (winograd._b, winograd.BT.T), (winograd._at, winograd.AT),
+                           (winograd._a, winograd.AT.T), (winograd._g, winograd.G), (winograd._gt, winograd.G.T)):
+        for column in np.eye(matrix.shape[1]):
+            np.testing.assert_allclose(helper(*column), matrix @ column, rtol=1e-15, atol=1e-15)
+    # and the three matrices compute a 3x3 correlation of an 8x8 tile exactly (float64)
+    d, g = rng.standard_normal((8, 8)), rng.standard_normal((3, 3))
     Y = winograd.AT @ ((winograd.G @ g @ winograd.G.T) * (winograd.BT @ d @ winograd.BT.T)) @ winograd.AT.T
-    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(4)] for i in range(4)])
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(6)] for i in range(6)])
     np.testing.assert_allclose(Y, direct, rtol=1e-12, atol=1e-12)
 
 

@@ -16,7 +16,7 @@ it fast on a CPU. The rules that make the difference here:
     them (112 ms against 24). The loops keep prange over images, so PARALLEL["parallel"]
     = True would still be race-free.
   * Convolutions with a 3x3 kernel, stride 1 and 32 or more input channels (conv2) take
-    Winograd's F(4x4, 3x3) instead of im2col (winograd.py): a quarter of the multiplications.
+    Winograd's F(6x6, 3x3) instead of im2col (winograd.py): a fifth of the multiplications.
     Each core runs its chunk a few images at a time (cores.blocks), so that the buffers one
     step writes are still in its own cache when the next step reads them.
   * Freed memory is kept for the next step (cores.keep_freed_memory): the same big arrays
@@ -225,7 +225,7 @@ def _relu_grad_bias_and_dw(dout, out, relu, cols, dw, db):
     db[:] = db64
 
 
-# Which algorithm for which shape? Winograd F(4x4, 3x3) for 3x3 stride-1 kernels with at least
+# Which algorithm for which shape? Winograd F(6x6, 3x3) for 3x3 stride-1 kernels with at least
 # 32 input channels (conv2: see the Winograd section below), im2col + BLAS for the rest. By
 # measurement on the seed model (batch 128, 2 cores, quiet machine, median of 30): a direct
 # Numba convolution for conv1 (patch 3x3x1, the case where im2col looks worst: an inner
@@ -314,11 +314,12 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
 
 
 # ----------------------------------------------------------------------------------------
-# Conv2D by Winograd's F(4x4, 3x3) (winograd.py): the same convolution with 4x fewer products
+# Conv2D by Winograd's F(6x6, 3x3) (winograd.py): the same convolution with 5x fewer products
 # ----------------------------------------------------------------------------------------
 # Backward reuses the transformed input V for dW and the transformed gradient dM for dx, so
-# all three products shrink, and V is a seventh of the size of im2col's cols. Measured (batch
-# 128 at 13x13 or 64 at 28x28, both cores, 3 interleaved rounds, forward + backward in ms):
+# all three products shrink, and V is a fifth of the size of im2col's cols. Measured with the
+# F(4x4, 3x3) used before (batch 128 at 13x13 or 64 at 28x28, both cores, 3 interleaved rounds,
+# forward + backward in ms):
 #     C -> F        13x13: im2col   Winograd      28x28: im2col   Winograd
 #     4 -> 64              1.2+2.1   2.6+2.4
 #     8 -> 64              1.6+3.1   2.9+3.3             3.0+5.7   5.8+8.7   (8 -> 32)
@@ -332,8 +333,8 @@ WINOGRAD_MIN_CHANNELS = 32
 
 class WinogradSaved(NamedTuple):
     """What a Winograd forward keeps for backward."""
-    V: np.ndarray        # (T, 36, C) the transformed input tiles
-    U: np.ndarray        # (36, C, F) the transformed kernel
+    V: np.ndarray        # (T, 64, C) the transformed input tiles
+    U: np.ndarray        # (64, C, F) the transformed kernel
 
 
 def _winograd_fits(w_shape, stride):
@@ -345,22 +346,23 @@ def _winograd_forward(x, w, b, pads, OH, OW, relu):
     N, C, F = x.shape[0], w.shape[2], w.shape[3]
     TH, TW = winograd.tiles(OH, OW)
     per = TH * TW                                            # tiles per image
-    U = winograd.kernel_transform(w)                         # (36, C, F)
-    V = np.empty((N * per, 36, C), dtype=x.dtype)            # (T, 36, C)
+    P = winograd.POSITIONS                                   # 64 values per transformed tile
+    U = winograd.kernel_transform(w)                         # (64, C, F)
+    V = np.empty((N * per, P, C), dtype=x.dtype)             # (T, 64, C)
     out = np.empty((N, OH, OW, F), dtype=x.dtype)            # (N, OH, OW, F)
     bias = np.zeros(F, dtype=x.dtype) if b is None else b
 
     def chunk(k, lo, hi):                                    # images lo..hi-1, a few at a time
-        parts = blocks(lo, hi, per * 36 * (C + F) * x.itemsize)
+        parts = blocks(lo, hi, per * P * (C + F) * x.itemsize)
         most = max((e - s for s, e in parts), default=0) * per
-        support = np.empty((most, 4, 4), dtype=np.bool_)                   # which outputs read a nonzero
-        m = np.empty((most, 36, F), dtype=x.dtype)                         # (t, 36, F)
+        support = np.empty((most, winograd.TILE, winograd.TILE), dtype=np.bool_)   # which outputs read a nonzero
+        m = np.empty((most, P, F), dtype=x.dtype)                                  # (t, 64, F)
         for s, e in parts:
             v, t = V[s * per:e * per], (e - s) * per
             winograd.input_transform(x[s:e], pads[0], pads[2], TH, TW, v, support[:t])
-            np.matmul(v.transpose(1, 0, 2), U, out=m[:t].transpose(1, 0, 2))   # 36 x (t, C) @ (C, F), BLAS
+            np.matmul(v.transpose(1, 0, 2), U, out=m[:t].transpose(1, 0, 2))   # 64 x (t, C) @ (C, F), BLAS
             winograd.output_transform(m[:t], bias, relu, TH, TW, support[:t], out[s:e])
-    for_each_chunk(N, chunk, work=V.size + out.size + N * per * 36 * C * F // MACS_PER_STEP)
+    for_each_chunk(N, chunk, work=V.size + out.size + N * per * P * C * F // MACS_PER_STEP)
     return out, WinogradSaved(V, U)
 
 
@@ -370,33 +372,33 @@ def _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out):
     C, F = U.shape[1:]
     OH, OW = dout.shape[1:3]
     TH, TW = winograd.tiles(OH, OW)
-    per = TH * TW
+    per, P = TH * TW, winograd.POSITIONS                               # tiles per image, values per tile
     dout = np.ascontiguousarray(dout)
     relu = relu_out is not None
     out = np.ascontiguousarray(relu_out) if relu else dout
     work = V.size * (1 + 2 * F // MACS_PER_STEP)                       # transforms, 2 products
     parts = n_chunks(N, work)
-    dU_parts = np.empty((parts, 36, C, F), dtype=dout.dtype)           # (parts, 36, C, F)
+    dU_parts = np.empty((parts, P, C, F), dtype=dout.dtype)            # (parts, 64, C, F)
     db_parts = np.empty((parts, F), dtype=np.float64)                  # (parts, F)
     dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
-    UT = np.ascontiguousarray(U.transpose(0, 2, 1))                    # (36, F, C)
+    UT = np.ascontiguousarray(U.transpose(0, 2, 1))                    # (64, F, C)
 
     def chunk(k, lo, hi):                                              # a few images at a time
-        parts = blocks(lo, hi, per * 36 * (2 * C + F) * dout.itemsize)
+        parts = blocks(lo, hi, per * P * (2 * C + F) * dout.itemsize)
         most = max((e - s for s, e in parts), default=0) * per
-        dM = np.empty((most, 36, F), dtype=dout.dtype)                 # (t, 36, F)
-        dV = np.empty((most, 36, C), dtype=dout.dtype) if need_dx else None    # (t, 36, C)
-        dU, db = np.empty((36, C, F), dtype=dout.dtype), np.empty(F)   # one block's parts
+        dM = np.empty((most, P, F), dtype=dout.dtype)                  # (t, 64, F)
+        dV = np.empty((most, P, C), dtype=dout.dtype) if need_dx else None     # (t, 64, C)
+        dU, db = np.empty((P, C, F), dtype=dout.dtype), np.empty(F)   # one block's parts
         dU_parts[k], db_parts[k] = 0, 0
         for s, e in parts:
             t = (e - s) * per
             winograd.output_transform_backward(dout[s:e], out[s:e], relu, TH, TW, dM[:t], db)
-            dMk = dM[:t].transpose(1, 0, 2)                            # (36, t, F)
-            np.matmul(V[s * per:e * per].transpose(1, 2, 0), dMk, out=dU)   # 36 x (C, t) @ (t, F)
+            dMk = dM[:t].transpose(1, 0, 2)                            # (64, t, F)
+            np.matmul(V[s * per:e * per].transpose(1, 2, 0), dMk, out=dU)   # 64 x (C, t) @ (t, F)
             dU_parts[k] += dU
             db_parts[k] += db
             if need_dx:
-                np.matmul(dMk, UT, out=dV[:t].transpose(1, 0, 2))      # 36 x (t, F) @ (F, C)
+                np.matmul(dMk, UT, out=dV[:t].transpose(1, 0, 2))      # 64 x (t, F) @ (F, C)
                 winograd.input_transform_backward(dV[:t], pads[0], pads[2], TH, TW, dx[s:e])
     for_each_chunk(N, chunk, work)
     dw = winograd.kernel_transform_backward(dU_parts.sum(axis=0))     # (3, 3, C, F)
