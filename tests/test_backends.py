@@ -32,13 +32,14 @@ def chunks(threads):
 
 
 @st.composite
-def window_case(draw, tiled=False):
+def window_case(draw, tiled=False, window=None):
     """A random NHWC input, window, stride and padding that fit together (batch 1 included).
 
     tiled=True draws stride = window, the pooling layers' default (windows that tile the image).
+    window=(KH, KW) fixes the window's shape.
     """
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    KH, KW = window or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     SH, SW = (KH, KW) if tiled else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
     H, W = draw(st.integers(KH, KH + 6)), draw(st.integers(KW, KW + 6))
@@ -186,14 +187,15 @@ def test_thin_patch_dw_over_many_rows():
     np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-5, atol=1e-4)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.one_of(window_case(), window_case(tiled=True)), st.integers(1, 3))
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(window_case(), window_case(tiled=True), window_case(tiled=True, window=(2, 2))), st.integers(1, 3))
 def test_maxpool_kernels_match(case, threads):
     shape, pool, stride, pads, seed = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)
-    x[0, 0, :, 0] = 1.0                                   # some ties: both must pick the first
-    out_ref, saved_ref = numpy_ops.maxpool_forward(x, pool, stride, pads)
+    x[0, 0, :, 0] = x[0, :, 0, -1] = 1.0                  # ties along a row and a column,
+    x[-1, :4, :4, :] = 0.5                                # and whole windows of one value:
+    out_ref, saved_ref = numpy_ops.maxpool_forward(x, pool, stride, pads)   # all must pick the first
     dout = rng.standard_normal(out_ref.shape).astype(np.float32)
     with chunks(threads):                                 # 1, 2 or 3 chunks of the batch
         out, saved = numba_ops.maxpool_forward(x, pool, stride, pads)
@@ -206,6 +208,23 @@ def test_maxpool_kernels_match(case, threads):
             out_only, none = kernels.maxpool_forward(x, pool, stride, pads, track=False)
         np.testing.assert_array_equal(out_only, out_ref)
         assert none is None
+
+
+def test_maxpool_2x2_takes_its_own_kernel():
+    """2x2 windows at stride 2 that all lie inside the input (the seed model's two pools, odd
+    sizes included) take the register kernel; padding that a window would read does not."""
+    rng = np.random.default_rng(6)
+    general = numba_ops._maxpool_forward
+    for shape, pads, fast in [((2, 26, 26, 32), (0, 0, 0, 0), True), ((2, 11, 11, 64), (0, 0, 0, 0), True),
+                              ((2, 11, 11, 3), (0, 1, 0, 1), False)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        with mock.patch.object(numba_ops, "_maxpool_forward", side_effect=AssertionError) if fast else \
+                mock.patch.object(numba_ops, "_maxpool_forward_2x2", side_effect=AssertionError):
+            out, saved = numba_ops.maxpool_forward(x, (2, 2), (2, 2), pads)
+        out_ref, saved_ref = numpy_ops.maxpool_forward(x, (2, 2), (2, 2), pads)
+        np.testing.assert_array_equal(out, out_ref)
+        np.testing.assert_array_equal(saved, saved_ref)
+    assert numba_ops._maxpool_forward is general
 
 
 @pytest.mark.parametrize("kernels", [numpy_ops, numba_ops], ids=["numpy", "numba"])

@@ -435,6 +435,33 @@ def _maxpool_forward(x, PH, PW, SH, SW, top, left, out, argmax, track):
 
 
 @njit(**PARALLEL)
+def _maxpool_forward_2x2(x, out, argmax, track):
+    """_maxpool_forward for 2x2 windows at stride 2 that all lie inside x (no padding): the four
+    taps of a window are compared in registers, in the order (0, 0), (0, 1), (1, 0), (1, 1),
+    and each output is stored once. The general loop above reads and writes each output once
+    per tap, in four short loops over channels; this takes a quarter of its time (seed
+    model's pool1, 64 images, one core, min of 200: 0.10-0.13 ms against 0.39-0.47)."""
+    N, OH, OW, C = out.shape
+    for n in prange(N):
+        for i in range(OH):
+            for j in range(OW):
+                for c in range(C):
+                    best, k = x[n, 2 * i, 2 * j, c], 0
+                    v = x[n, 2 * i, 2 * j + 1, c]
+                    if v > best:                                 # strict: a tie keeps the first
+                        best, k = v, 1
+                    v = x[n, 2 * i + 1, 2 * j, c]
+                    if v > best:
+                        best, k = v, 2
+                    v = x[n, 2 * i + 1, 2 * j + 1, c]
+                    if v > best:
+                        best, k = v, 3
+                    out[n, i, j, c] = best
+                    if track:
+                        argmax[n, i, j, c] = k
+
+
+@njit(**PARALLEL)
 def _maxpool_backward(dout, argmax, PH, PW, SH, SW, top, left, dx):
     N, H, W, C = dx.shape
     _, OH, OW, _ = dout.shape
@@ -474,9 +501,15 @@ def maxpool_forward(x, pool, stride, pads, track=True):
     out = np.empty((N, OH, OW, C), dtype=x.dtype)
     argmax = np.empty((N, OH, OW, C) if track else (0, 0, 0, 0), dtype=offset_dtype(pool))
 
+    two_by_two = (tuple(pool) == tuple(stride) == (2, 2) and pads[0] == pads[2] == 0
+                  and 2 * OH <= H and 2 * OW <= W)                  # every window inside x
+
     def chunk(k, lo, hi):
-        _maxpool_forward(x[lo:hi], pool[0], pool[1], stride[0], stride[1], pads[0], pads[2],
-                         out[lo:hi], argmax[lo:hi], track)
+        if two_by_two:
+            _maxpool_forward_2x2(x[lo:hi], out[lo:hi], argmax[lo:hi], track)
+        else:
+            _maxpool_forward(x[lo:hi], pool[0], pool[1], stride[0], stride[1], pads[0], pads[2],
+                             out[lo:hi], argmax[lo:hi], track)
     for_each_chunk(N, chunk, work=x.size)
     return out, argmax if track else None
 
