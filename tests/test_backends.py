@@ -32,13 +32,13 @@ def chunks(threads):
 
 
 @st.composite
-def window_case(draw, tiled=False, window=None):
+def window_case(draw, tiled=False, window=None, channels=None):
     """A random NHWC input, window, stride and padding that fit together (batch 1 included).
 
     tiled=True draws stride = window, the pooling layers' default (windows that tile the image).
-    window=(KH, KW) fixes the window's shape.
+    window=(KH, KW) fixes the window's shape, channels the input's channels.
     """
-    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    N, C = draw(st.integers(1, 3)), channels or draw(st.integers(1, 4))
     KH, KW = window or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     SH, SW = (KH, KW) if tiled else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.sampled_from(["valid", "same"]))
@@ -48,9 +48,12 @@ def window_case(draw, tiled=False, window=None):
     return (N, H, W, C), (KH, KW), (SH, SW), (top, bottom, left, right), seed
 
 
-@settings(max_examples=60, deadline=None)
-@given(window_case(), st.integers(1, 5), st.booleans(), st.integers(1, 3))
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(window_case(), window_case(window=(3, 3), channels=1)), st.integers(1, 5), st.booleans(),
+       st.integers(1, 3))
 def test_conv2d_kernels_match(case, F, relu, threads):
+    """Every convolution path against the reference: im2col, and the direct loop of a 3x3 kernel
+    over one channel (conv1), any stride and padding."""
     shape, (KH, KW), stride, pads, seed = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -65,6 +68,12 @@ def check_conv2d(x, w, b, stride, pads, relu, rng):
     out_ref, saved_ref = numpy_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
     out, saved = numba_ops.conv2d_forward(x, w, b, stride, pads, relu=relu)
     np.testing.assert_allclose(out, out_ref, **F32)
+    if isinstance(saved, np.ndarray):                        # cols, whichever loop stored them
+        np.testing.assert_array_equal(saved, saved_ref)
+    for kernels, full in ((numpy_ops, out_ref), (numba_ops, out)):     # inference keeps nothing
+        out_only, none = kernels.conv2d_forward(x, w, b, stride, pads, relu=relu, keep=False)
+        assert none is None
+        np.testing.assert_array_equal(out_only, full)
     dout = rng.standard_normal(out.shape).astype(np.float32)
     relu_out = out_ref if relu else None                     # the ReLU's gradient, fused or not
     for got, ref in zip(numba_ops.conv2d_backward(dout, saved, x.shape, w, stride, pads, relu_out=relu_out),
@@ -133,6 +142,20 @@ def test_winograd_is_chosen_for_the_seed_models_conv2_only():
         assert isinstance(saved, numba_ops.WinogradSaved) == winograd, (x_shape, w_shape, stride)
         np.testing.assert_allclose(out, numpy_ops.conv2d_forward(x, w, None, stride, (0, 0, 0, 0))[0],
                                    rtol=0, atol=1e-5 * np.abs(out).max())
+
+
+def test_a_3x3_kernel_over_one_channel_takes_the_direct_loop():
+    """conv1's shape (and any 3x3 kernel over one channel, strided or padded) skips im2col."""
+    rng = np.random.default_rng(8)
+    for stride, pads in [((1, 1), (0, 0, 0, 0)), ((2, 1), (1, 1, 1, 1))]:
+        x = rng.random((2, 9, 8, 1), dtype=np.float32)
+        w = rng.standard_normal((3, 3, 1, 4)).astype(np.float32)
+        with mock.patch.object(numba_ops, "_im2col_t", side_effect=AssertionError), \
+                mock.patch.object(numba_ops, "_im2col", side_effect=AssertionError):
+            out, cols = numba_ops.conv2d_forward(x, w, None, stride, pads, relu=True)
+        ref, cols_ref = numpy_ops.conv2d_forward(x, w, None, stride, pads, relu=True)
+        np.testing.assert_allclose(out, ref, **F32)
+        np.testing.assert_array_equal(cols, cols_ref)
 
 
 def test_a_non_finite_input_stays_inside_the_winograd_tiles_that_read_it():

@@ -73,8 +73,9 @@ def test_maxpool_forward_matches_naive_loops(backend, rng, pool, strides):
 @pytest.mark.parametrize("strides", [1, 2])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
-def test_conv2d_gradients(backend, rng, strides, padding, activation):
-    x = distinct((2, 6, 7, 3), rng)
+@pytest.mark.parametrize("channels", [3, 1], ids=["3ch", "1ch"])      # 1: the Numba backend's direct 3x3 loop
+def test_conv2d_gradients(backend, rng, strides, padding, activation, channels):
+    x = distinct((2, 6, 7, channels), rng)
     errors = check_layer(Conv2D(4, 3, strides=strides, padding=padding, activation=activation), x)
     assert set(errors) == {"x", "kernel", "bias"}
     assert max(errors.values()) < TOL, errors

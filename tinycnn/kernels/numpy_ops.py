@@ -94,11 +94,11 @@ def col2im(cols, x_shape, KH, KW, stride, pads):
 # ----------------------------------------------------------------------------------------
 # Conv2D: one matrix product each way
 # ----------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, stride, pads, relu=False):
+def conv2d_forward(x, w, b, stride, pads, relu=False, keep=True):
     """out = im2col(x) @ W + b.  x (N,H,W,C), w (KH,KW,C,F), b (F,) or None -> out (N,OH,OW,F).
 
     relu=True also applies max(out, 0), in place. saved = cols, the unrolled input, which
-    the weight gradient needs.
+    the weight gradient needs. keep=False (inference: no backward will come): saved is None.
     """
     N, H, W, _ = x.shape
     KH, KW, C, F = w.shape
@@ -109,7 +109,7 @@ def conv2d_forward(x, w, b, stride, pads, relu=False):
         out += b                                           # (N*OH*OW, F)
     if relu:
         np.maximum(out, 0, out=out)                        # (N*OH*OW, F)
-    return out.reshape(N, OH, OW, F), cols
+    return out.reshape(N, OH, OW, F), cols if keep else None
 
 
 def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_out=None):

@@ -65,7 +65,7 @@ class Conv2D(Layer):
         kernels = ops()
         fuse_relu = self.activation.name == "relu"    # the kernel applies max(z, 0) in the same pass
         z, saved = kernels.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
-                                          self.strides, self.pads, relu=fuse_relu)  # (N, OH, OW, F)
+                                          self.strides, self.pads, relu=fuse_relu, keep=training)  # (N, OH, OW, F)
         out = z if fuse_relu else self.activation.forward(z)                  # (N, OH, OW, F)
         if training:
             self.cache = {"kernels": kernels, "saved": saved, "x_shape": x.shape, "out": out}
