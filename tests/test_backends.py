@@ -112,6 +112,9 @@ def test_winograd_matches_im2col(N, H, W, C, F, padding, relu, threads, block_by
             mock.patch.object(cores, "BLOCK_BYTES", block_bytes):
         out, saved = numba_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu)
         assert isinstance(saved, numba_ops.WinogradSaved)
+        out_only, none = numba_ops.conv2d_forward(x, w, b, (1, 1), pads, relu=relu, keep=False)
+        assert none is None                                  # inference: V lives one block at a time
+        np.testing.assert_array_equal(out_only, out)
         scale = np.abs(out_ref).max() + 1
         np.testing.assert_allclose(out, out_ref, rtol=0, atol=1e-5 * scale)     # float32 round-off, norm-wise
         silent = ~np.any(cols.reshape(*out.shape[:3], -1) != 0, axis=-1)      # windows that read only zeros

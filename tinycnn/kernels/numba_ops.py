@@ -247,8 +247,7 @@ def conv2d_forward(x, w, b, stride, pads, relu=False, keep=True):
     KH, KW, C, F = w.shape
     OH, OW = _dims(x.shape, KH, KW, stride, pads)
     if _winograd_fits(w.shape, stride):
-        out, saved = _winograd_forward(x, w, b, pads, OH, OW, relu)
-        return out, saved if keep else None
+        return _winograd_forward(x, w, b, pads, OH, OW, relu, keep)
     per, K = OH * OW, KH * KW * C
     if (KH, KW, C) == (3, 3, 1):
         return _direct_forward(x, w, b, stride, pads, relu, keep, OH, OW)
@@ -408,13 +407,14 @@ def _winograd_fits(w_shape, stride):
     return (KH, KW) == (3, 3) and tuple(stride) == (1, 1) and C >= WINOGRAD_MIN_CHANNELS
 
 
-def _winograd_forward(x, w, b, pads, OH, OW, relu):
+def _winograd_forward(x, w, b, pads, OH, OW, relu, keep):
+    """V for the whole batch if keep (backward reads it), else one block's worth per chunk."""
     N, C, F = x.shape[0], w.shape[2], w.shape[3]
     TH, TW = winograd.tiles(OH, OW)
     per = TH * TW                                            # tiles per image
     P = winograd.POSITIONS                                   # 64 values per transformed tile
     U = winograd.kernel_transform(w)                         # (64, C, F)
-    V = np.empty((N * per, P, C), dtype=x.dtype)             # (T, 64, C)
+    V = np.empty((N * per, P, C) if keep else (0, P, C), dtype=x.dtype)    # (T, 64, C)
     out = np.empty((N, OH, OW, F), dtype=x.dtype)            # (N, OH, OW, F)
     bias = np.zeros(F, dtype=x.dtype) if b is None else b
 
@@ -423,13 +423,15 @@ def _winograd_forward(x, w, b, pads, OH, OW, relu):
         most = max((e - s for s, e in parts), default=0) * per
         support = np.empty((most, winograd.TILE, winograd.TILE), dtype=np.bool_)   # which outputs read a nonzero
         m = np.empty((most, P, F), dtype=x.dtype)                                  # (t, 64, F)
+        v_block = None if keep else np.empty((most, P, C), dtype=x.dtype)          # (t, 64, C)
         for s, e in parts:
-            v, t = V[s * per:e * per], (e - s) * per
+            t = (e - s) * per
+            v = V[s * per:e * per] if keep else v_block[:t]
             winograd.input_transform(x[s:e], pads[0], pads[2], TH, TW, v, support[:t])
             np.matmul(v.transpose(1, 0, 2), U, out=m[:t].transpose(1, 0, 2))   # 64 x (t, C) @ (C, F), BLAS
             winograd.output_transform(m[:t], bias, relu, TH, TW, support[:t], out[s:e])
-    for_each_chunk(N, chunk, work=V.size + out.size + N * per * P * C * F // MACS_PER_STEP)
-    return out, WinogradSaved(V, U)
+    for_each_chunk(N, chunk, work=N * per * P * (C + C * F // MACS_PER_STEP) + out.size)
+    return out, WinogradSaved(V, U) if keep else None
 
 
 def _winograd_backward(dout, saved, x_shape, pads, need_dx, relu_out):
