@@ -28,6 +28,7 @@ it fast on a CPU. The rules that make the difference here:
     generator: parallel, reproducible with set_random_seed, and no state to share.
 Measured choices (seed model, batch 128, 2 cores) are noted where they were made.
 """
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -633,21 +634,21 @@ def map_batch(fn, x):
 # Dropout, ReLU, Adam
 # ----------------------------------------------------------------------------------------
 @njit(**PARALLEL)
-def _dropout(x, out, keep, rate, scale, seed, start):
+def _dropout(x, out, keep, threshold, scale, seed, start):
     """Element i of this slice is element start + i of the whole batch: its draw is the same
-    however the batch is split."""
+    however the batch is split. A unit is kept when its uniform draw u = z / 2**53 (z: 53
+    random bits) is >= rate, that is when z >= threshold = ceil(rate * 2**53): the same test
+    in integers, with no conversion to float and no branch (0.15 -> 0.11 ms for conv1's
+    pooled output of 64 images, one core, min of 300; the same masks)."""
+    zero = out.dtype.type(0)
     for i in prange(x.size):
         z = np.uint64(seed) + np.uint64(start + i + 1) * np.uint64(0x9E3779B97F4A7C15)   # splitmix64
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-        u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)          # U[0, 1)
-        if u >= rate:
-            keep[i] = 1
-            out[i] = x[i] * scale
-        else:
-            keep[i] = 0
-            out[i] = 0
+        kept = (z >> np.uint64(11)) >= threshold
+        keep[i] = kept
+        out[i] = x[i] * scale if kept else zero
 
 
 @njit(**PARALLEL)
@@ -662,13 +663,14 @@ def dropout_forward(x, rate, generator):
     out = np.empty_like(x)
     keep = np.empty(x.shape, dtype=np.uint8)
     scale = x.dtype.type(1.0 / (1.0 - rate))
+    threshold = np.uint64(math.ceil(rate * 2.0**53))          # rate * 2**53 is exact in float64
     seed = int(generator.integers(0, 2**63 - 1))
     flat_x, flat_out, flat_keep = x.reshape(-1), out.reshape(-1), keep.reshape(-1)
     per = x.size // x.shape[0] if x.shape[0] else 0          # elements per sample
 
     def chunk(k, lo, hi):
         rows = slice(lo * per, hi * per)
-        _dropout(flat_x[rows], flat_out[rows], flat_keep[rows], rate, scale, seed, lo * per)
+        _dropout(flat_x[rows], flat_out[rows], flat_keep[rows], threshold, scale, seed, lo * per)
     for_each_chunk(x.shape[0], chunk, work=x.size)
     return out, (keep, scale)
 
