@@ -425,6 +425,17 @@ def test_splits_from_two_threads_at_once_each_cover_their_own_job():
     assert len(threads_used["slow"]) == 3 and len(threads_used["other"]) == 1
 
 
+def test_yielding_sees_another_threads_count_and_gives_up_after_its_rounds():
+    """The wait before sleeping on a lock: it must see a count that another thread changes
+    (re-reading it after every yield), and return False once its rounds are used up."""
+    counts = np.zeros(2, dtype=np.int64)
+    assert cores._yield_while(counts, 0, 0, 50) is False           # nothing changed: gives up
+    assert cores._yield_while(counts, 1, 5, 50) is True            # already different
+    threading.Timer(0.05, counts.__setitem__, (0, 1)).start()       # changed after 0.05 s,
+    threading.Timer(1.0, counts.__setitem__, (0, 0)).start()        # back after 1 s: only a loop that
+    assert cores._yield_while(counts, 0, 0, 10**7) is True          # re-reads it (~5 s of rounds) sees it
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_worker_threads_of_its_own():
     with chunks(2):
