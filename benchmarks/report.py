@@ -124,7 +124,7 @@ def layer_lines(results):
              f"GFLOP computed directly (as im2col does), so the roofline lower bound for that arithmetic is "
              f"**{lb['ms_per_step']:.1f} ms/step** and **{lb['s_per_epoch']:.2f} s/epoch** (60,000 training + "
              f"10,000 validation images). The Numba backend computes the 3×3 convolutions with 32 or more input "
-             f"channels by Winograd's F(4×4, 3×3), with about a quarter of those multiplications. Its "
+             f"channels by Winograd's F(6×6, 3×3), with about a fifth of those multiplications. Its "
              f"\"% of peak\" still counts the direct FLOPs, so it can exceed what its products run at.", "",
              "| layer | output | fwd GFLOP | bwd GFLOP | " + " | ".join(
                  f"{LABELS[f]} fwd ms (% peak) | bwd ms (% peak)" for f in fws) + " |",
