@@ -11,7 +11,7 @@
 # * a confusion matrix, and the digits the model got wrong while being most sure of itself;
 # * the size of every layer's gradient over the whole training run (the "gradient flow").
 #
-# Training uses the **Numba** backend (compiled kernels: about 12-15 s per epoch on an otherwise idle
+# Training uses the **Numba** backend (compiled kernels: about 6-9 s per epoch on an otherwise idle
 # 2-core machine, longer when other programs compete for the cores). The NumPy backend computes the same
 # thing, only slower: see notebook 05.
 

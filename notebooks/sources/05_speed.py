@@ -240,24 +240,33 @@ for name in names:
 #   (`tinycnn/kernels/cores.py`). The NumPy backend leaves the second core idle except inside BLAS's products.
 #   (The Numba backend makes a few more choices of its own; the docstring of `tinycnn/kernels/numba_ops.py`
 #   lists them, with the measurements behind each one.)
-# * On the Numba backend, `conv2d_1` does not use im2col at all. For a 3×3 kernel with stride 1 and many input
-#   channels, **Winograd's F(4×4, 3×3)** computes the same convolution with a quarter of the multiplications:
-#   each 6×6 tile of the input and each kernel is transformed by small constant matrices, 36 matrix products
-#   replace the one big product, and a last transform gives a 4×4 block of outputs
+# * On the Numba backend, neither convolution uses im2col. `conv2d` (a 3×3 kernel over one channel) is computed
+#   directly: each output pixel's nine taps are loaded into registers and every filter takes its nine products
+#   from there. im2col would write the taps to memory, multiply with an inner dimension of only 9, and make a
+#   third pass for the bias and the ReLU; the direct loop writes each output once (and, when training, the taps
+#   once, for the weight gradient). For a 3×3 kernel with stride 1 and many input
+#   channels, **Winograd's F(6×6, 3×3)** computes the same convolution with a fifth of the multiplications:
+#   each 8×8 tile of the input and each kernel is transformed by small constant matrices, 64 matrix products
+#   replace the one big product, and a last transform gives a 6×6 block of outputs
 #   (`tinycnn/kernels/winograd.py`). The answer is the same up to float32 rounding, and one subtlety: an output
 #   whose 3×3 window reads only zeros (MNIST's background, after a ReLU) must come out *exactly* as the bias,
 #   not as the bias plus a 1e-9 residue of rounding, or the ReLU's gradient would count it as active.
 # * Memory, not arithmetic, is what the two cores wait on most. Winograd's steps hand each other big buffers (the
-#   transformed tiles, the 36 products), so each core works through its chunk **a few images at a time**
+#   transformed tiles, the 64 products), so each core works through its chunk **a few images at a time**
 #   (`cores.blocks`): what one step writes is still in that core's own cache when the next step reads it, instead
 #   of travelling through the cache both cores share. The arithmetic is unchanged; the training step went from
 #   18.1 to 14.9 ms.
 # * **How a loop is written decides whether the compiler vectorises it well.** Winograd's transforms first ran
-#   inline in the loop over tiles, with the transformed tile's 36 positions indexed as rows `6a + b`. Moved into
-#   small functions of their own that see each tile as a (6, 6, C) array, the same arithmetic ran twice as fast
-#   (the input transform: 0.53 → 0.25 ms for 64 images). Fresh memory has a cost too: each step allocates its
+#   inline in the loop over tiles; moved into small functions of their own that see each tile as a 3-d array,
+#   the same arithmetic ran twice as fast. Then, with 8×8 tiles, a pass that stored its six results along the
+#   tile's *second* axis ran five times slower than one storing them along the first, so every pass now stores
+#   along the first axis and the tiles are kept transposed. Fresh memory has a cost too: each step allocates its
 #   11 MB arrays again, and unless the allocator keeps freed memory for reuse (`cores.keep_freed_memory`) every
 #   4 KB page of them is a page fault.
+# * **Waking a sleeping core is slow.** Handing a chunk to a worker thread whose core had gone idle took 80-100 µs
+#   on this machine, and a training step makes about 15 such hand-offs. A worker that has just finished now
+#   yields its core for up to a millisecond, watching for the next chunk, before it goes to sleep: a hand-off
+#   takes 40 µs, and the step got about 15% faster.
 #
 # ## 3. NumPy vs Numba vs Keras
 #
@@ -321,8 +330,9 @@ plt.show()
 
 # %% [markdown]
 # Keras runs the same model with TensorFlow's hand-tuned C++ kernels (oneDNN), and fuses many operations
-# into one. A from-scratch framework that stays within a small factor of it on the CPU does so by the same two
-# ideas used here: the heavy lifting in one big matrix product, and no extra passes over memory around it.
+# into one. On this small model the Numba backend still takes about half of Keras's time per epoch on this
+# machine (the benchmark's table above), with the ideas of section 2: the heavy lifting in few, big matrix
+# products (Winograd's make them smaller still), no extra passes over memory around them, and both cores busy.
 #
 # ## 4. What Numba compiles
 #

@@ -383,7 +383,7 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
 # Conv2D by Winograd's F(6x6, 3x3) (winograd.py): the same convolution with 5x fewer products
 # ----------------------------------------------------------------------------------------
 # Backward reuses the transformed input V for dW and the transformed gradient dM for dx, so
-# all three products shrink, and V is a fifth of the size of im2col's cols. Measured with the
+# all three products shrink, and V is under a quarter of the size of im2col's cols. Measured with the
 # F(4x4, 3x3) used before (batch 128 at 13x13 or 64 at 28x28, both cores, 3 interleaved rounds,
 # forward + backward in ms):
 #     C -> F        13x13: im2col   Winograd      28x28: im2col   Winograd
