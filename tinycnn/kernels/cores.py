@@ -156,9 +156,10 @@ def _yield_while(counts, i, value, rounds):
 # Before either side of a hand-over sleeps on its lock, it yields the core for up to this many
 # rounds (about 1 ms here), watching a counter. A thread woken from sleep on a core that went
 # idle took 60-130 us to get going on this (virtual) machine; one that kept yielding, 20-65 us.
-# An empty split: median 80-100 us -> 40 us. The seed model's training step, alternating in one
-# process every 30 steps: faster in 22 of 30 rounds, medians 14.88 -> 14.49 ms. The price: an
-# idle worker keeps its core busy for up to 1 ms after each chunk.
+# An empty split: median 80-100 us -> 40 us. The seed model's training step, alternating
+# YIELD_ROUNDS = 0 and 2000 in one process every 30 steps: faster in 36 of 40 rounds, medians
+# 14.65 -> 12.26 ms (500 rounds: slower, 10 of 30; 8000: no different, 17 of 30). The price:
+# an idle worker keeps its core busy for up to 1 ms after each chunk.
 YIELD_ROUNDS = 2000
 
 

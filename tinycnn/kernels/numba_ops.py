@@ -249,9 +249,9 @@ def conv2d_forward(x, w, b, stride, pads, relu=False, keep=True):
     OH, OW = _dims(x.shape, KH, KW, stride, pads)
     if _winograd_fits(w.shape, stride):
         return _winograd_forward(x, w, b, pads, OH, OW, relu, keep)
-    per, K = OH * OW, KH * KW * C
     if (KH, KW, C) == (3, 3, 1):
         return _direct_forward(x, w, b, stride, pads, relu, keep, OH, OW)
+    per, K = OH * OW, KH * KW * C
     w2 = np.ascontiguousarray(w).reshape(K, F)
     thin = K <= THIN_PATCH                                   # then cols is stored transposed
     cols = np.empty((K, N * per), dtype=x.dtype).T if thin else np.empty((N * per, K), dtype=x.dtype)
@@ -314,7 +314,7 @@ def _conv3x3_one_channel(x, w9, b, SH, SW, top, left, relu, out, colsT, keep):
 # conv1 (3x3 kernel, one input channel). im2col + BLAS writes the 9 taps of every pixel to
 # memory, multiplies with an inner dimension of only 9, and makes a third pass for the bias and
 # the ReLU. The direct loop keeps the taps in registers and writes each output once. Measured
-# (64 images, one core, min of 200): 0.42-0.52 ms without cols (inference) and 0.60-0.73 ms
+# (64 images, one core, min of 200): 0.45-0.56 ms without cols (inference) and 0.58-0.63 ms
 # storing them (training), against 0.81-0.83 ms for im2col (0.30) + product (0.41) + bias
 # and ReLU (0.10). Written for any number of taps, the same loop (a running sum per filter,
 # one tap at a time) took 1.8 ms: the nine taps must be named for the compiler to keep them.
@@ -328,7 +328,8 @@ def _direct_forward(x, w, b, stride, pads, relu, keep, OH, OW):
 
     def chunk(k, lo, hi):                                    # images lo..hi-1
         c = colsT[:, lo * per:hi * per] if keep else colsT
-        _conv3x3_one_channel(x[lo:hi], w9, bias, stride[0], stride[1], pads[0], pads[2], relu, out[lo:hi], c, keep)
+        _conv3x3_one_channel(x[lo:hi], w9, bias, stride[0], stride[1], pads[0], pads[2], relu,
+                             out[lo:hi], c, keep)
     for_each_chunk(N, chunk, work=out.size * 9 // MACS_PER_STEP + out.size)
     return out, colsT.T if keep else None
 
@@ -383,9 +384,9 @@ def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_ou
 # Conv2D by Winograd's F(6x6, 3x3) (winograd.py): the same convolution with 5x fewer products
 # ----------------------------------------------------------------------------------------
 # Backward reuses the transformed input V for dW and the transformed gradient dM for dx, so
-# all three products shrink, and V is under a quarter of the size of im2col's cols. Measured with the
-# F(4x4, 3x3) used before (batch 128 at 13x13 or 64 at 28x28, both cores, 3 interleaved rounds,
-# forward + backward in ms):
+# all three products shrink, and V is under a quarter of the size of im2col's cols. Measured
+# with the F(4x4, 3x3) used before (batch 128 at 13x13 or 64 at 28x28, both cores, 3
+# interleaved rounds, forward + backward in ms):
 #     C -> F        13x13: im2col   Winograd      28x28: im2col   Winograd
 #     4 -> 64              1.2+2.1   2.6+2.4
 #     8 -> 64              1.6+3.1   2.9+3.3             3.0+5.7   5.8+8.7   (8 -> 32)
