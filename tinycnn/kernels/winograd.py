@@ -18,7 +18,8 @@ for each of the 64 positions k, one matrix product over the channels:
     M[:, k]    = V[:, k] @ U[k]       (T, F)   64 BLAS products with inner dimension C
     Y          = AT M[t] A + b        (6, 6) per tile and filter, then the ReLU
 
-(V is stored (T, 64, C), tile by tile, so that a chunk of images is one contiguous slice.)
+(V is stored (T, 64, C), tile by tile, so that a chunk of images is one contiguous slice;
+each tile's 8x8 positions are stored transposed, as the tile functions below explain.)
 
 Multiplications per output: 64 C / 36 = 1.8 C, against 9 C for im2col. Each step is linear,
 so backward runs them in reverse, each with its transposed matrices:
@@ -287,13 +288,14 @@ def _a_tile(u, r, dm):
 def input_transform(x, top, left, TH, TW, V, support):
     """V[t] = BT d B for every 8x8 tile d of x (N, H, W, C). Tile t = (n, ty, tx) starts
     at row 6 ty - top and column 6 tx - left; out-of-image taps read 0 (the padding).
-    V: (N*TH*TW, 64, C), position k = 8 a + b. support (N*TH*TW, 6, 6): 1 where the output's
-    3x3 window reads a nonzero input, 0 where it reads only zeros (see output_transform)."""
+    V: (N*TH*TW, 64, C), entry [a, b] at position k = a + 8 b (tiles are kept transposed:
+    see the tile functions above). support (N*TH*TW, 6, 6): 1 where the output's 3x3 window
+    reads a nonzero input, 0 where it reads only zeros (see output_transform)."""
     N, H, W, C = x.shape
     tiles = V.reshape(V.shape[0], SIZE, SIZE, C)                # V[t] as (8, 8, C)
     d = np.empty((SIZE, SIZE, C), dtype=x.dtype)                # the tile
     r = np.empty((SIZE, SIZE, C), dtype=x.dtype)                # scratch for _bt_tile
-    nonzero = np.empty((SIZE, SIZE), dtype=np.bool_)                  # which of the tile's pixels are not all 0
+    nonzero = np.empty((SIZE, SIZE), dtype=np.bool_)            # which of the tile's pixels are not all 0
     for n in range(N):
         for ty in range(TH):
             for tx in range(TW):
