@@ -81,27 +81,6 @@ def test_conv2d_gradients(backend, rng, strides, padding, activation, channels):
     assert max(errors.values()) < TOL, errors
 
 
-@pytest.mark.parametrize("padding", ["valid", "same"])
-@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
-def test_conv2d_gradients_through_winograd(rng, monkeypatch, padding, activation):
-    """The Numba backend's Winograd path (3x3, stride 1; normally from 32 channels up).
-
-    Tolerance 1e-5, not TOL: Winograd's sums round off about 1e-13 of the outputs even in
-    float64 (more terms, coefficients up to 32), the central difference divides that by 2h,
-    and an element of dx whose gradient is 1e-4 of the largest then shows a relative error
-    of a few 1e-6 (with F(4x4, 3x3) as well: 2.7e-6 for one seed). A wrong formula is off by
-    far more: 1e-2 or worse."""
-    import tinycnn
-    from tinycnn.kernels import numba_ops
-    tinycnn.set_backend("numba")
-    monkeypatch.setattr(numba_ops, "WINOGRAD_MIN_CHANNELS", 1)
-    layer = Conv2D(4, 3, padding=padding, activation=activation)
-    errors = check_layer(layer, distinct((2, 6, 7, 3), rng))
-    assert isinstance(layer.cache["saved"], numba_ops.WinogradSaved)          # the path under test
-    assert set(errors) == {"x", "kernel", "bias"}
-    assert max(errors.values()) < 1e-5, errors
-
-
 @pytest.mark.parametrize("pool,strides,padding", [((2, 2), None, "valid"), ((3, 3), (2, 2), "same"),
                                                   ((2, 2), (1, 1), "valid")])
 def test_maxpool_gradients(backend, rng, pool, strides, padding):

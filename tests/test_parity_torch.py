@@ -181,8 +181,9 @@ def test_a_softmax_model_backpropagates_like_torch(backend):
     model.compile("sgd", "categorical_crossentropy")
     x, y = random((6, 3, 3, 2), 15), tinycnn.to_categorical([0, 1, 2, 3, 0, 1], 4)
     kernel, bias = model.get_weights()
-    probs = model._forward(x, training=True)
-    model._backward(model.loss.gradient_logits(y, probs))
+    plan = model._plan()
+    probs = plan.forward(x, training=True)
+    plan.backward(model._loss_gradient(y, probs))           # softmax + cross-entropy: (p - y) / N
 
     wt, bt = torch.tensor(kernel, requires_grad=True), torch.tensor(bias, requires_grad=True)
     z = torch.tensor(x.reshape(6, -1)) @ wt + bt

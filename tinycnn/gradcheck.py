@@ -6,8 +6,14 @@ dout: its gradient with respect to x is exactly what backward(dout) must return.
 
     errors = check_layer(Conv2D(4, 3), x)      # {"x": 3e-10, "kernel": 2e-10, "bias": 1e-11}
     assert max(errors.values()) < 1e-6
+
+The checks run on the NumPy reference kernels, the definition of every layer; the fast backend
+is held to the reference separately (tests/test_backends.py, tests/test_plans.py).
 """
 import numpy as np
+
+from . import backend
+from .plans import ReferencePlan
 
 
 def rel_error(a, b):
@@ -45,12 +51,15 @@ def check_layer(layer, x, dout=None, seed=0, h=1e-5, training=True):
     Returns {"x": err, "kernel": err, ...}. `layer` is built on x if needed and switched to
     float64. Dropout must have a fixed seed (its mask is redrawn on every forward otherwise).
     """
+    with backend.using("numpy"):
+        return _check_layer(layer, x, dout, seed, h, training)
+
+
+def _check_layer(layer, x, dout, seed, h, training):
     x = np.array(x, dtype=np.float64)
     if not layer.built:
         layer.build(x.shape[1:])
     to_float64(layer)
-    input_grad = layer.input_grad
-    layer.input_grad = True
     out = layer.forward(x, training=training)
     if dout is None:
         dout = np.random.default_rng(seed).standard_normal(out.shape)
@@ -66,7 +75,6 @@ def check_layer(layer, x, dout=None, seed=0, h=1e-5, training=True):
     numeric = {"x": numerical_gradient(loss, x, h)}
     for key, p in layer.params.items():
         numeric[key] = numerical_gradient(loss, p, h)
-    layer.input_grad = input_grad
     return {k: rel_error(analytic[k], numeric[k]) for k in analytic}
 
 
@@ -81,19 +89,25 @@ def check_model(model, x, y, h=1e-5):
 
     Dropout layers should have seeds. Returns {"conv2d.kernel": err, ...}.
     """
+    with backend.using("numpy"):
+        return _check_model(model, x, y, h)
+
+
+def _check_model(model, x, y, h):
     x = np.asarray(x, dtype=np.float64)
+    plan = ReferencePlan(model.layers)
     for layer in model.layers:
         to_float64(layer)
 
     def loss():
         for layer in model.layers:
             reseed(layer)
-        return model.loss(y, model._forward(x, training=True))
+        return model.loss(y, plan.forward(x, training=True))
 
     for layer in model.layers:
         reseed(layer)
-    probs = model._forward(x, training=True)          # the same dropout masks as every loss() call
-    model._backward(model.loss.gradient_logits(y, probs) if model._fused else model.loss.gradient(y, probs))
+    probs = plan.forward(x, training=True)            # the same dropout masks as every loss() call
+    plan.backward(model._loss_gradient(y, probs))
     errors = {}
     for layer in model.layers:
         for key, p in layer.params.items():

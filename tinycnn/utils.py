@@ -3,6 +3,7 @@
     to_categorical(y, num_classes)   integer labels -> one-hot float32 rows
     set_random_seed(seed)            makes weight init, dropout and shuffling repeatable
     rng()                            the generator every random draw in tinycnn uses
+    uniform(seed, shape)             random numbers in [0, 1) that any part of an array can compute alone
 """
 import random
 from collections import defaultdict
@@ -32,6 +33,30 @@ def set_random_seed(seed):
     _generator = np.random.default_rng(int(seed))
     np.random.seed(int(seed) % 2**32)
     random.seed(int(seed))
+
+
+# splitmix64's constants: a fixed mixing of 64 bits that passes the standard tests of randomness.
+GOLDEN, MIX1, MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def uniform(seed, shape):
+    """Uniform numbers in [0, 1), element i a hash of (seed, i): counter-based, not sequential.
+
+    u[i] = splitmix64(seed + (i + 1) * GOLDEN) / 2**64, to 53 bits. Because element i needs
+    only i and the seed, a kernel can compute any slice of the array by itself, in any order,
+    on any core: the Numba backend draws dropout masks inside its kernels, and gets exactly
+    the masks this function gives. `seed` is an integer in [0, 2**63).
+    """
+    z = np.uint64(seed) + np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64) * GOLDEN   # wraps mod 2**64
+    z = (z ^ (z >> np.uint64(30))) * MIX1
+    z = (z ^ (z >> np.uint64(27))) * MIX2
+    z ^= z >> np.uint64(31)
+    return ((z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53).reshape(shape)
+
+
+def new_seed(generator=None):
+    """A fresh seed for uniform(), drawn from `generator` (default: tinycnn's own, rng())."""
+    return int((generator or _generator).integers(0, 2**63))
 
 
 def unique_name(base):

@@ -156,11 +156,13 @@ print("dx =\n", dx, dx.shape)
 # ## 4. Check 1: the same numbers from tinycnn
 #
 # A tinycnn `Dense(3, activation="softmax")` computes the same forward pass. When softmax is followed
-# by cross-entropy, a `Sequential` starts its backward pass from the fused `(p - y) / N` and tells the
-# last layer to skip its activation (`skip_activation=True`). We do the same by hand here.
+# by cross-entropy, a `Sequential` starts its backward pass from the fused `(p - y) / N`, wrapped in a
+# `LogitsGradient`: the softmax's backward passes it on instead of multiplying by its Jacobian. We do
+# the same by hand here.
 
 # %%
 from tinycnn.layers import Dense
+from tinycnn.layers.activations import LogitsGradient
 
 layer = Dense(3, activation="softmax")
 layer.build((4,))                                        # D = 4 inputs
@@ -168,7 +170,7 @@ layer.params = {"kernel": W.copy(), "bias": b.copy()}   # our numbers, in float6
 p_layer = layer.forward(x, training=True)                # (N, K)
 loss = CategoricalCrossentropy()
 dz_layer = loss.gradient_logits(y, p_layer)              # (N, K), the fused (p - y) / N
-dx_layer = layer.backward(dz_layer, skip_activation=True)
+dx_layer = layer.backward(LogitsGradient(dz_layer))      # the softmax hands dz on to the product
 
 print(f"loss: ours {L:.6f}, tinycnn {loss(y, p_layer):.6f}")
 for name, ours, theirs in [("p", p, p_layer), ("dW", dW, layer.grads["kernel"]),

@@ -79,7 +79,7 @@ print("x", x.shape, "* w", w.shape, "->", out_loops.shape)
 
 # %%
 image = np.arange(1, 17, dtype=float).reshape(1, 4, 4, 1)      # (N, H, W, C) = (1, 4, 4, 1)
-cols = im2col(image, 3, 3, stride=(1, 1), pads=(0, 0, 0, 0))     # (N*OH*OW, KH*KW*C) = (4, 9)
+cols = im2col(image, 3, 3, strides=(1, 1), pads=(0, 0, 0, 0))     # (N*OH*OW, KH*KW*C) = (4, 9)
 print("image[0, :, :, 0] =\n", image[0, :, :, 0])
 print("cols =\n", cols, cols.shape)
 

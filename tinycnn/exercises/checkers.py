@@ -315,8 +315,8 @@ def check_conv2d_backward(fn, verbose=True):
 
 
 def conv_judge(dout, x, w, b, stride, pads):
-    _, cols = numpy_ops.conv2d_forward(x, w, b, stride, pads)
-    expected = numpy_ops.conv2d_backward(dout, cols, x.shape, w, stride, pads)
+    _, saved = numpy_ops.conv2d_forward(x, w, b, stride, pads)
+    expected = numpy_ops.conv2d_backward(dout, saved)
     return gradients_judge(expected, lambda: float(np.sum(numpy_ops.conv2d_forward(x, w, b, stride, pads)[0] * dout)),
                            x, w, b)
 
@@ -357,8 +357,8 @@ def check_maxpool_backward(fn, verbose=True):
 
 def maxpool_judge(dout, x, pool):
     pads = (0, 0, 0, 0)
-    _, argmax = numpy_ops.maxpool_forward(x, pool, pool, pads)
-    expected = numpy_ops.maxpool_backward(dout, argmax, x.shape, pool, pool, pads)
+    _, saved = numpy_ops.maxpool_forward(x, pool, pool, pads)
+    expected = numpy_ops.maxpool_backward(dout, saved)
 
     def loss():
         return float(np.sum(numpy_ops.maxpool_forward(x, pool, pool, pads)[0] * dout))

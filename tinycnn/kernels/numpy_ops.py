@@ -1,20 +1,24 @@
-"""The NumPy reference kernels: what every layer computes, written to be read.
+"""The NumPy reference kernels: what the layers compute, written to be read.
 
-A kernel only computes. It gets arrays and plain integers, returns arrays, and knows
-nothing of layers, names or training. `numba_ops.py` has the same functions with the
-same signatures; `tinycnn.set_backend()` picks which module the layers call.
+A kernel only computes. It gets arrays and plain numbers, returns arrays, and knows
+nothing of layers, names or training. `numba_ops` exports the same functions with the same
+signatures (tests/test_backends.py checks it); `tinycnn.set_backend()` picks which one the
+layers call through `tinycnn.backend.K`.
 
-Conventions (the same in both modules):
-    x      input, NHWC: (N, H, W, C)
-    w      conv kernel, Keras layout: (KH, KW, C, F)
-    stride (SH, SW)
-    pads   (top, bottom, left, right) zero rows/columns added around x
-    OH, OW output height and width
+Conventions (the same in both backends):
+    x        input, NHWC: (N, H, W, C)
+    w        conv kernel, Keras layout: (KH, KW, C, F)
+    strides  (SH, SW)
+    pads     (top, bottom, left, right) zero rows/columns added around x
+    OH, OW   output height and width
 A forward kernel returns (out, saved); the layer keeps `saved` and hands it back to the
-matching backward kernel of the same module. Nothing here keeps state between calls.
+matching backward kernel. Nothing here keeps state between calls.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "maxpool_forward", "maxpool_backward",
+           "adam_update", "build_plan"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -33,7 +37,7 @@ def pad_nhwc(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def windows(xp, KH, KW, stride):
+def windows(xp, KH, KW, strides):
     """A read-only view of every KHxKW window of the (already padded) input. No copy.
 
     Returns shape (N, OH, OW, KH, KW, C): windows[n, i, j] is the patch whose top-left
@@ -41,14 +45,14 @@ def windows(xp, KH, KW, stride):
     in memory, moving along KH jumps one row: that is the whole stride trick.
     """
     N, Hp, Wp, C = xp.shape
-    SH, SW = stride
+    SH, SW = strides
     OH, OW = (Hp - KH) // SH + 1, (Wp - KW) // SW + 1
     sN, sH, sW, sC = xp.strides
     return as_strided(xp, shape=(N, OH, OW, KH, KW, C),
                       strides=(sN, sH * SH, sW * SW, sH, sW, sC), writeable=False)
 
 
-def im2col(x, KH, KW, stride, pads):
+def im2col(x, KH, KW, strides, pads):
     """Unroll every receptive field of x into one row of a matrix.
 
     x (N, H, W, C) -> cols (N*OH*OW, KH*KW*C). Row r = (n, i, j) holds the patch under
@@ -65,12 +69,12 @@ def im2col(x, KH, KW, stride, pads):
     Each pixel appears in as many rows as there are windows covering it (e appears 4 times).
     """
     N, H, W, C = x.shape
-    patches = windows(pad_nhwc(x, pads), KH, KW, stride)   # (N, OH, OW, KH, KW, C), a view
+    patches = windows(pad_nhwc(x, pads), KH, KW, strides)   # (N, OH, OW, KH, KW, C), a view
     _, OH, OW = patches.shape[:3]
-    return patches.reshape(N * OH * OW, KH * KW * C)        # the copy happens here
+    return patches.reshape(N * OH * OW, KH * KW * C)         # the copy happens here
 
 
-def col2im(cols, x_shape, KH, KW, stride, pads):
+def col2im(cols, x_shape, KH, KW, strides, pads):
     """The adjoint (transpose) of im2col, NOT its inverse: overlapping windows add up.
 
     cols (N*OH*OW, KH*KW*C) -> dx (N, H, W, C). Each entry of cols is sent back to the
@@ -79,12 +83,11 @@ def col2im(cols, x_shape, KH, KW, stride, pads):
     So <im2col(x), c> == <x, col2im(c)> for any x and c, while col2im(im2col(x)) != x.
     """
     N, H, W, C = x_shape
-    SH, SW = stride
+    SH, SW = strides
     top, bottom, left, right = pads
-    Hp, Wp = H + top + bottom, W + left + right
     OH, OW = out_size(H, KH, SH, top, bottom), out_size(W, KW, SW, left, right)
     cols = cols.reshape(N, OH, OW, KH, KW, C)
-    dxp = np.zeros((N, Hp, Wp, C), dtype=cols.dtype)                 # padded gradient
+    dxp = np.zeros((N, H + top + bottom, W + left + right, C), dtype=cols.dtype)   # padded gradient
     for i in range(KH):                                               # loop over the kernel
         for j in range(KW):                                           # window, not the pixels
             dxp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :] += cols[:, :, :, i, j, :]
@@ -94,41 +97,33 @@ def col2im(cols, x_shape, KH, KW, stride, pads):
 # ----------------------------------------------------------------------------------------
 # Conv2D: one matrix product each way
 # ----------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, stride, pads, relu=False, keep=True):
-    """out = im2col(x) @ W + b.  x (N,H,W,C), w (KH,KW,C,F), b (F,) or None -> out (N,OH,OW,F).
+def conv2d_forward(x, w, b, strides, pads):
+    """out = im2col(x) @ W + b.  x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> out (N, OH, OW, F).
 
-    relu=True also applies max(out, 0), in place. saved = cols, the unrolled input, which
-    the weight gradient needs. keep=False (inference: no backward will come): saved is None.
+    saved = (cols, x's shape, w, strides, pads): the unrolled input is what dW needs.
     """
     N, H, W, _ = x.shape
     KH, KW, C, F = w.shape
-    OH, OW = out_size(H, KH, stride[0], pads[0], pads[1]), out_size(W, KW, stride[1], pads[2], pads[3])
-    cols = im2col(x, KH, KW, stride, pads)                 # (N*OH*OW, KH*KW*C)
-    out = cols @ w.reshape(KH * KW * C, F)                 # (N*OH*OW, F)
+    OH, OW = out_size(H, KH, strides[0], pads[0], pads[1]), out_size(W, KW, strides[1], pads[2], pads[3])
+    cols = im2col(x, KH, KW, strides, pads)            # (N*OH*OW, KH*KW*C)
+    out = cols @ w.reshape(KH * KW * C, F)             # (N*OH*OW, F)
     if b is not None:
-        out += b                                           # (N*OH*OW, F)
-    if relu:
-        np.maximum(out, 0, out=out)                        # (N*OH*OW, F)
-    return out.reshape(N, OH, OW, F), cols if keep else None
+        out += b                                       # (N*OH*OW, F)
+    return out.reshape(N, OH, OW, F), (cols, x.shape, w, strides, pads)
 
 
-def conv2d_backward(dout, saved, x_shape, w, stride, pads, need_dx=True, relu_out=None):
-    """Gradients of out = cols @ W + b, then col2im to fold dcols back onto the image.
+def conv2d_backward(dout, saved):
+    """The product out = cols @ W + b differentiated, then col2im folds dcols back onto the image.
 
-    dout (N,OH,OW,F), saved = cols (N*OH*OW, KH*KW*C) -> dx (N,H,W,C) or None, dw, db.
-    relu_out: the forward's output when a ReLU was fused; its gradient is applied first.
+    dout (N, OH, OW, F) -> dx (N, H, W, C), dw (KH, KW, C, F), db (F,).
     """
+    cols, x_shape, w, strides, pads = saved
     KH, KW, C, F = w.shape
-    cols = saved
-    if relu_out is not None:
-        dout = relu_backward(dout, relu_out)                           # (N, OH, OW, F)
-    dout2 = dout.reshape(-1, F)                                        # (N*OH*OW, F)
-    dw = (cols.T @ dout2).reshape(KH, KW, C, F)                        # (KH, KW, C, F)
-    db = dout2.sum(axis=0)                                             # (F,)
-    if not need_dx:
-        return None, dw, db
-    dcols = dout2 @ w.reshape(KH * KW * C, F).T                        # (N*OH*OW, KH*KW*C)
-    dx = col2im(dcols, x_shape, KH, KW, stride, pads)                  # (N, H, W, C)
+    dz = dout.reshape(-1, F)                                  # (N*OH*OW, F): one row per patch
+    dw = (cols.T @ dz).reshape(KH, KW, C, F)                  # (KH, KW, C, F)
+    db = dz.sum(axis=0)                                       # (F,)
+    dcols = dz @ w.reshape(KH * KW * C, F).T                  # (N*OH*OW, KH*KW*C)
+    dx = col2im(dcols, x_shape, KH, KW, strides, pads)        # (N, H, W, C): overlaps add up
     return dx, dw, db
 
 
@@ -140,45 +135,40 @@ def offset_dtype(pool):
     return np.uint8 if pool[0] * pool[1] <= 256 else np.int32
 
 
-def maxpool_forward(x, pool, stride, pads, track=True):
-    """x (N,H,W,C) -> out (N,OH,OW,C), saved = argmax (N,OH,OW,C), each window's winner.
+def maxpool_forward(x, pool, strides, pads):
+    """x (N, H, W, C) -> out (N, OH, OW, C), the max of every window.
 
-    A loop over the PH*PW offsets inside a window (4 for 2x2), never over pixels: offset
-    (i, j) of every window at once is the strided slice xp[:, i::SH, j::SW]. A running max
-    keeps the best value so far and which offset k = i*PW + j gave it. Strict ">" means a
-    tie goes to the first offset. Padding ("same") uses -inf, so a padded cell never wins.
-    track=False (inference: no backward will come): saved is None, and no winner is kept.
+    saved = (argmax, x's shape, pool, strides, pads), argmax (N, OH, OW, C) holding each
+    window's winner as its offset k = i*PW + j. A loop over the PH*PW offsets inside a window
+    (4 for 2x2), never over pixels: offset (i, j) of every window at once is the strided slice
+    xp[:, i::SH, j::SW]. A running max keeps the best value so far and which offset gave it.
+    Strict ">" means a tie goes to the first offset. Padding ("same") uses -inf: it never wins.
     """
     PH, PW = pool
-    SH, SW = stride
+    SH, SW = strides
     N, H, W, C = x.shape
     top, bottom, left, right = pads
     OH, OW = out_size(H, PH, SH, top, bottom), out_size(W, PW, SW, left, right)
     xp = pad_nhwc(x, pads, value=-np.inf)
     out = np.full((N, OH, OW, C), -np.inf, dtype=x.dtype)              # (N, OH, OW, C) best so far
-    argmax = np.zeros((N, OH, OW, C), dtype=offset_dtype(pool)) if track else None   # its offset
+    argmax = np.zeros((N, OH, OW, C), dtype=offset_dtype(pool))        # (N, OH, OW, C) its offset
     for i in range(PH):
         for j in range(PW):
             v = xp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :]           # (N, OH, OW, C) offset (i, j)
             better = v > out
             np.copyto(out, v, where=better)
-            if track:
-                argmax[better] = i * PW + j
-    return out, argmax
+            np.copyto(argmax, i * PW + j, where=better)
+    return out, (argmax, x.shape, pool, strides, pads)
 
 
-def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
+def maxpool_backward(dout, saved):
     """Each window passes its whole gradient to its winner; the other cells get 0.
 
-    dout (N,OH,OW,C), saved = argmax (N,OH,OW,C) -> dx (N,H,W,C). The same loop over window
-    offsets as forward: offset (i, j) receives dout where it was the winner. Where windows
-    overlap (stride < pool) a cell can win several windows and its gradients add up.
+    dout (N, OH, OW, C) -> dx (N, H, W, C). The same loop over window offsets as forward:
+    offset (i, j) receives dout where it won. Where windows overlap (stride < pool) a cell
+    can win several windows, and its gradients add up.
     """
-    argmax = saved
-    N, H, W, C = x_shape
-    PH, PW = pool
-    SH, SW = stride
-    top, bottom, left, right = pads
+    argmax, (N, H, W, C), (PH, PW), (SH, SW), (top, bottom, left, right) = saved
     _, OH, OW, _ = dout.shape
     dxp = np.zeros((N, H + top + bottom, W + left + right, C), dtype=dout.dtype)   # padded dx
     for i in range(PH):
@@ -189,55 +179,30 @@ def maxpool_backward(dout, saved, x_shape, pool, stride, pads):
 
 
 # ----------------------------------------------------------------------------------------
-# Dense: a plain matrix product
+# The Adam step
 # ----------------------------------------------------------------------------------------
-def matmul(a, b):
-    """a (M, K) @ b (K, N) -> (M, N). Here, NumPy's own product (its BLAS may use threads)."""
-    return a @ b
-
-
-def map_batch(fn, x):
-    """fn(x), for an fn that treats every sample on its own (inference). Here: just fn(x);
-    numba_ops hands slices of the batch to different cores."""
-    return fn(x)
-
-
-# ----------------------------------------------------------------------------------------
-# Dropout, ReLU and the Adam step: element-wise work
-# ----------------------------------------------------------------------------------------
-def dropout_forward(x, rate, generator):
-    """Inverted dropout: zero each unit with probability `rate`, scale the rest by 1/(1-rate).
-
-    Returns (out, mask) with mask in {0, 1/(1-rate)}, so that out = x * mask and the
-    expected value of out equals x: nothing needs rescaling at inference.
-    """
-    keep = generator.random(x.shape, dtype=np.float32) >= rate         # (same shape as x)
-    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - rate))
-    return x * mask, mask
-
-
-def dropout_backward(dout, mask):
-    """d(x * mask)/dx = mask."""
-    return dout * mask
-
-
-def relu_forward(z):
-    """max(z, 0)."""
-    return np.maximum(z, 0)
-
-
-def relu_backward(dout, out):
-    """The gradient passes where the unit was active (out > 0) and stops elsewhere."""
-    return dout * (out > 0)
-
-
-def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon):
-    """One Adam step, in place on p, m and v (Keras's form, bias correction folded into lr_t).
+def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, write=True):
+    """One Adam step on weights p with gradient g (Keras's form, bias correction folded into lr_t):
 
         m <- m + (1 - beta_1) (g - m)          running mean of g
         v <- v + (1 - beta_2) (g^2 - v)        running mean of g^2
         p <- p - lr_t * m / (sqrt(v) + eps)    lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+
+    Returns True if every new weight is finite. p, m and v are changed (in place) only with
+    write=True: an optimizer first checks a step with write=False, then takes it.
     """
-    m += (1 - beta_1) * (g - m)
-    v += (1 - beta_2) * (g * g - v)
-    p -= lr_t * m / (np.sqrt(v) + epsilon)
+    m_new = m + (1 - beta_1) * (g - m)                         # like p
+    v_new = v + (1 - beta_2) * (g * g - v)                     # like p
+    p_new = p - lr_t * m_new / (np.sqrt(v_new) + epsilon)      # like p
+    if write:
+        p[...], m[...], v[...] = p_new, m_new, v_new
+    return bool(np.isfinite(p_new).all())
+
+
+# ----------------------------------------------------------------------------------------
+# How a model runs its layers on this backend
+# ----------------------------------------------------------------------------------------
+def build_plan(layers):
+    """The reference plan (tinycnn/plans.py): each layer's forward in order, backward in reverse."""
+    from ..plans import ReferencePlan
+    return ReferencePlan(layers)

@@ -11,13 +11,24 @@ so a layer only has to keep its output for backward.
     softmax   a_i = e^z_i / sum e^z  dz = a * (da - sum(da * a))   (the Jacobian-vector product)
     linear    a = z                  dz = da
 
-Softmax's Jacobian rarely runs in training: followed by cross-entropy, the model skips it
-and starts backward from the fused gradient (p - y) / N (see tinycnn.losses).
+Softmax's Jacobian rarely runs in training: followed by cross-entropy, the loss computes
+dL/dz = (p - y) / N itself and hands it over as a LogitsGradient, which softmax's backward
+passes on unchanged (see tinycnn.losses).
 """
 import numpy as np
 
-from ..backend import ops
 from .base import Layer
+
+
+class LogitsGradient:
+    """dL/dz for a softmax's input z, computed by the loss that follows it: (p - y) / N.
+
+    A wrapper, not an array: only a softmax may receive it, and any other layer that did
+    would fail loudly instead of treating it as dL/d(output).
+    """
+
+    def __init__(self, dz):
+        self.dz = dz
 
 
 class Linear:
@@ -34,10 +45,10 @@ class Relu:
     name = "relu"
 
     def forward(self, z):
-        return ops().relu_forward(z)
+        return np.maximum(z, 0)
 
     def backward(self, da, a):
-        return ops().relu_backward(da, a)
+        return da * (a > 0)                      # passes where the unit was active, stops elsewhere
 
 
 class Sigmoid:
@@ -69,6 +80,8 @@ class SoftmaxFn:
         return e / e.sum(axis=-1, keepdims=True)
 
     def backward(self, da, a):
+        if isinstance(da, LogitsGradient):       # cross-entropy already took softmax's gradient
+            return da.dz
         return a * (da - (da * a).sum(axis=-1, keepdims=True))
 
 
@@ -99,15 +112,11 @@ class Activation(Layer):
 
     def forward(self, x, training=False):
         out = self.activation.forward(x)
-        if training:
-            self.cache = {"out": out}
+        self.cache = out if training else None
         return out
 
-    def backward(self, dout, skip_activation=False):
-        """skip_activation=True: dout is already dL/dz (the fused softmax + cross-entropy)."""
-        if skip_activation:
-            return dout
-        return self.activation.backward(dout, self.cached()["out"])
+    def backward(self, dout):
+        return self.activation.backward(dout, self.cached())
 
 
 class ReLU(Activation):

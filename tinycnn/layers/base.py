@@ -4,8 +4,25 @@ A layer is four things:
     params   dict name -> array: the weights ("kernel", "bias"), in Keras's layouts
     grads    dict with the same keys: dL/dparam, OVERWRITTEN (never accumulated) by backward
     forward(x, training)  computes the output; with training=True it keeps in `self.cache`
-                          exactly what backward needs
+                          exactly what backward needs (and with training=False, nothing)
     backward(dout)        takes dL/d(output), fills `grads`, returns dL/d(input)
+
+The maths of both passes is written in the layer, or in the NumPy reference kernel it calls
+through `K` (tinycnn/kernels/numpy_ops.py), with the shapes in comments.
+
+Speed is not the layer's business. A model runs its layers through a plan that the backend
+builds (tinycnn.backend.build_plan). The reference plan calls each layer's forward in order,
+then each backward in reverse (tinycnn/plans.py). The Numba backend's plan runs the layers it
+knows with fused, multi-core kernels (a convolution, its ReLU, the max-pool and the dropout
+after it in one pass; no dL/dx for the first layer; nothing kept in inference; Winograd's
+algorithm where it needs fewer operations), each tested against these methods, and calls the
+methods of any other layer. So a new layer written the textbook way works on both backends,
+and the kernels it calls through K are the fast ones on the Numba backend.
+
+One special case of the chain rule: softmax followed by cross-entropy. The loss hands the
+softmax dL/dz = (p - y) / N directly, wrapped in a LogitsGradient, and the softmax's backward
+passes it through (tinycnn/layers/activations.py): the formula is exact and stays finite where
+dL/dp = -y / p does not.
 
 Shapes never include the batch: `build((28, 28, 1))` makes the weights for inputs of
 shape (N, 28, 28, 1), for any N. Nothing here mutates `x` or `dout`.
@@ -37,7 +54,6 @@ class Layer:
         self.params = {}         # e.g. {"kernel": (KH, KW, C, F), "bias": (F,)}
         self.grads = {}          # the same keys, filled by backward()
         self.cache = None        # what forward(training=True) keeps for backward()
-        self.input_grad = True   # a Sequential turns this off for its first layer: no one needs dL/dx there
         self.input_shape = None if input_shape is None else check_shape(input_shape, f"{self}: input_shape")
         self.built = False
         self.in_shape = self.out_shape = None
@@ -66,6 +82,8 @@ class Layer:
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{self} expects a numeric input array; received dtype {x.dtype}")
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)            # as Keras: layers compute in floating point
         if not self.built:
             self.build(x.shape[1:])
         self.check_input(x)

@@ -1,20 +1,17 @@
 """Conv2D: a bank of F small filters slid over the image.
 
-Forward, as one matrix product (im2col):
+Forward, as one matrix product (im2col), in K.conv2d_forward (tinycnn/kernels/numpy_ops.py):
     cols = im2col(x)                      (N*OH*OW, KH*KW*C)   every patch is a row
     z    = cols @ W + b                   (N*OH*OW, F)         W reshaped to (KH*KW*C, F)
     out  = activation(z)                  (N, OH, OW, F)
-Backward, the same product differentiated, then folded back onto the image:
+Backward, the same product differentiated, then folded back onto the image (K.conv2d_backward):
     dz    = dout * activation'            (N*OH*OW, F)
     dW    = cols.T @ dz                   (KH*KW*C, F)
     db    = dz summed over rows           (F,)
     dcols = dz @ W.T                      (N*OH*OW, KH*KW*C)
     dx    = col2im(dcols)                 (N, H, W, C)         overlapping patches add up
-The arithmetic lives in tinycnn/kernels/numpy_ops.py (conv2d_forward, conv2d_backward) so
-that the Numba backend can swap in faster kernels (for 3x3 kernels with many channels, the
-same sums by Winograd's algorithm); this class owns the weights and shapes.
 """
-from ..backend import ops
+from ..backend import K
 from .activations import get_activation
 from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, pair,
                    window_shapes)
@@ -62,32 +59,19 @@ class Conv2D(Layer):
             self.params["bias"] = initialize(self.bias_initializer, (F,), 1, F)
 
     def forward(self, x, training=False):
-        kernels = ops()
-        fuse_relu = self.activation.name == "relu"    # the kernel applies max(z, 0) in the same pass
-        z, saved = kernels.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
-                                          self.strides, self.pads, relu=fuse_relu, keep=training)  # (N, OH, OW, F)
-        out = z if fuse_relu else self.activation.forward(z)                  # (N, OH, OW, F)
-        if training:
-            self.cache = {"kernels": kernels, "saved": saved, "x_shape": x.shape, "out": out}
+        """x (N, H, W, C) -> out (N, OH, OW, F)."""
+        z, saved = K.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
+                                    self.strides, self.pads)           # (N, OH, OW, F)
+        out = self.activation.forward(z)                                # (N, OH, OW, F)
+        self.cache = (saved, out) if training else None
         return out
 
-    def backward(self, dout, skip_activation=False):
-        """dout (N, OH, OW, F) -> dx (N, H, W, C); fills grads["kernel"] and grads["bias"].
-
-        With a ReLU, the kernel applies its gradient dz = dout * (out > 0) in the same pass
-        (relu_out=out); any other activation's gradient is applied here first.
-        """
-        cache = self.cached()
-        fuse_relu = self.activation.name == "relu" and not skip_activation
-        if skip_activation or fuse_relu:
-            dz = dout                                                         # (N, OH, OW, F)
-        else:
-            dz = self.activation.backward(dout, cache["out"])                 # (N, OH, OW, F)
-        dx, dw, db = cache["kernels"].conv2d_backward(dz, cache["saved"], cache["x_shape"],
-                                                      self.params["kernel"], self.strides, self.pads,
-                                                      need_dx=self.input_grad,
-                                                      relu_out=cache["out"] if fuse_relu else None)
-        self.grads["kernel"] = dw                                             # (KH, KW, C, F)
+    def backward(self, dout):
+        """dout (N, OH, OW, F) -> dx (N, H, W, C); fills grads["kernel"] and grads["bias"]."""
+        saved, out = self.cached()
+        dz = self.activation.backward(dout, out)                        # (N, OH, OW, F)
+        dx, dw, db = K.conv2d_backward(dz, saved)                       # (N, H, W, C), (KH, KW, C, F), (F,)
+        self.grads["kernel"] = dw
         if self.use_bias:
-            self.grads["bias"] = db                                           # (F,)
-        return dx                                                             # (N, H, W, C)
+            self.grads["bias"] = db
+        return dx

@@ -9,7 +9,6 @@ Backward:  dz = dout * activation'  (N, units)
 """
 import numpy as np
 
-from ..backend import ops
 from .activations import get_activation
 from .base import Layer, check_initializer, check_positive_int, initialize, shape_str
 
@@ -47,28 +46,22 @@ class Dense(Layer):
             self.params["bias"] = initialize(self.bias_initializer, (self.units,), 1, self.units)
 
     def forward(self, x, training=False):
-        z = ops().matmul(x, self.params["kernel"])          # x @ W: (N, units)
+        """x (N, in) -> out (N, units)."""
+        z = x @ self.params["kernel"]                       # (N, units)
         if self.use_bias:
             z = z + self.params["bias"]                     # (N, units)
         out = self.activation.forward(z)                    # (N, units)
-        if training:
-            self.cache = {"x": x, "out": out}
+        self.cache = (x, out) if training else None
         return out
 
-    def backward(self, dout, skip_activation=False):
-        """dout (N, units) -> dx (N, in); fills grads["kernel"] and grads["bias"].
-
-        skip_activation=True: dout is already dL/dz (the fused softmax + cross-entropy).
-        """
-        x, out = self.cached()["x"], self.cached()["out"]
-        dz = dout if skip_activation else self.activation.backward(dout, out)   # (N, units)
-        kernels = ops()                                     # matmul(a, b) is a @ b, on every core
-        self.grads["kernel"] = kernels.matmul(x.T, dz)                          # (in, units)
+    def backward(self, dout):
+        """dout (N, units) -> dx (N, in); fills grads["kernel"] and grads["bias"]."""
+        x, out = self.cached()
+        dz = self.activation.backward(dout, out)            # (N, units)
+        self.grads["kernel"] = x.T @ dz                     # (in, units)
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)                                 # (units,)
-        if not self.input_grad:
-            return None
-        return kernels.matmul(dz, self.params["kernel"].T)                      # (N, in)
+            self.grads["bias"] = dz.sum(axis=0)             # (units,)
+        return dz @ self.params["kernel"].T                 # (N, in)
 
 
 class Flatten(Layer):
@@ -78,9 +71,8 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def forward(self, x, training=False):
-        if training:
-            self.cache = {"x_shape": x.shape}
+        self.cache = x.shape if training else None
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))   # (N, H*W*C); -1 is ambiguous when N = 0
 
     def backward(self, dout):
-        return dout.reshape(self.cached()["x_shape"])       # (N, H, W, C)
+        return dout.reshape(self.cached())                  # (N, H, W, C)

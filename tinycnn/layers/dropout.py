@@ -6,11 +6,13 @@ Inverted dropout, as Keras does it:
     inference:  out  = x                                        (no mask, no rescaling)
 The 1/(1 - rate) keeps the expected value of every unit the same in both modes.
 Backward:   dx = dout * mask                                    (the mask is a constant)
+
+u comes from tinycnn.utils.uniform, a counter-based generator: the fast backend computes the
+same u inside its kernels, so both backends drop the same units for the same seed.
 """
 import numpy as np
 
-from ..backend import ops
-from ..utils import rng
+from ..utils import new_seed, uniform
 from .base import Layer
 
 
@@ -33,19 +35,18 @@ class Dropout(Layer):
         self.seed = seed
         self.generator = None if seed is None else np.random.default_rng(seed)
 
+    def draw_seed(self):
+        """The seed of this step's mask: from the layer's own generator, or tinycnn's (set_random_seed)."""
+        return new_seed(self.generator)
+
     def forward(self, x, training=False):
         if not training:
-            return x
-        if self.rate == 0:
-            self.cache = {"kernels": None, "mask": None}
-            return x
-        kernels = ops()
-        out, mask = kernels.dropout_forward(x, self.rate, self.generator or rng())   # both like x
-        self.cache = {"kernels": kernels, "mask": mask}
-        return out
+            self.cache = None
+            return x                                                        # no mask, no rescaling
+        keep = uniform(self.draw_seed(), x.shape) >= self.rate              # like x: the units kept
+        mask = keep * x.dtype.type(1 / (1 - self.rate))                     # like x: 0 or 1/(1 - rate)
+        self.cache = mask
+        return x * mask
 
     def backward(self, dout):
-        cache = self.cached()
-        if cache["mask"] is None:          # rate 0: the identity
-            return dout
-        return cache["kernels"].dropout_backward(dout, cache["mask"])
+        return dout * self.cached()                                         # like x

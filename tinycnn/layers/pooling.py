@@ -4,9 +4,9 @@ Forward:   out[n, i, j, c] = max of x[n, window(i, j), c]        (N, OH, OW, C)
            and, when training, remember which cell won (argmax)  (N, OH, OW, C)
 Backward:  the max is a switch: the winner's gradient is dout, every other cell's is 0.
            dx = zeros (N, H, W, C); dx[winner of (n,i,j,c)] += dout[n, i, j, c]
-No parameters. The kernels are maxpool_forward / maxpool_backward in tinycnn/kernels.
+No parameters. The loops are K.maxpool_forward / K.maxpool_backward (tinycnn/kernels/numpy_ops.py).
 """
-from ..backend import ops
+from ..backend import K
 from .base import Layer, check_padding, pair, window_shapes
 
 
@@ -34,15 +34,11 @@ class MaxPooling2D(Layer):
         return (OH, OW, input_shape[-1])
 
     def forward(self, x, training=False):
-        kernels = ops()
-        out, argmax = kernels.maxpool_forward(x, self.pool_size, self.strides, self.pads,
-                                              track=training)               # (N, OH, OW, C)
-        if training:
-            self.cache = {"kernels": kernels, "argmax": argmax, "x_shape": x.shape}
+        """x (N, H, W, C) -> out (N, OH, OW, C)."""
+        out, saved = K.maxpool_forward(x, self.pool_size, self.strides, self.pads)   # saved: the winners
+        self.cache = saved if training else None
         return out
 
     def backward(self, dout):
         """dout (N, OH, OW, C) -> dx (N, H, W, C), non-zero only at each window's winner."""
-        cache = self.cached()
-        return cache["kernels"].maxpool_backward(dout, cache["argmax"], cache["x_shape"],
-                                                 self.pool_size, self.strides, self.pads)
+        return K.maxpool_backward(dout, self.cached())
