@@ -1,12 +1,13 @@
 """Optimizers: turn gradients into weight updates, with Keras's names, defaults and rules.
 
-`apply(slots)` takes a list of (key, param, grad) and updates every param in place.
-A key is (layer name, weight name), e.g. ("conv2d", "kernel"); per-weight state
-(momentum, running averages) is kept under it.
+`apply(slots)` takes a list of (key, param, grad) and updates every param in place, all or
+nothing: it first checks that every new weight would be finite, and only then writes. A key
+is (layer name, weight name), e.g. ("conv2d", "kernel"); per-weight state (momentum, running
+averages) is kept under it.
 """
 import numpy as np
 
-from .backend import ops
+from .backend import K
 
 
 def check_fraction(value, arg, kind):
@@ -42,21 +43,30 @@ class Optimizer:
             self.state[key] = {n: np.zeros_like(p) for n in names}
         return self.state[key]
 
-    def snapshot(self):
-        """A copy of everything apply() changes besides the weights: the step count and the state."""
-        return self.iterations, {key: {n: a.copy() for n, a in s.items()} for key, s in self.state.items()}
-
-    def restore(self, snapshot):
-        """Go back to a snapshot(), as if the steps since had never been taken."""
-        self.iterations, self.state = snapshot[0], {key: dict(s) for key, s in snapshot[1].items()}
-
     def apply(self, slots):
-        self.iterations += 1
+        """One step for every (key, param, grad). Returns False, having changed nothing (not even
+        the step count or the optimizer's state), if a new weight would be NaN or inf."""
+        t = self.iterations + 1
+        if not all(self.update(key, p, g, t, write=False) for key, p, g in slots):
+            return False
         for key, p, g in slots:
-            self.update(key, p, g)
+            self.update(key, p, g, t, write=True)
+        self.iterations = t
+        return True
 
-    def update(self, key, p, g):
+    def update(self, key, p, g, t, write):
+        """Step t for one weight: True if its new values are all finite; writes them only if `write`."""
         raise NotImplementedError
+
+
+def commit(write, new, old):
+    """Check that every array of `new` is finite; if so and `write`, copy each into `old`."""
+    if not all(np.isfinite(a).all() for a in new):
+        return False
+    if write:
+        for a, b in zip(new, old):
+            b[...] = a
+    return True
 
 
 class SGD(Optimizer):
@@ -67,15 +77,14 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         self.momentum, self.nesterov = check_fraction(momentum, "momentum", "SGD"), bool(nesterov)
 
-    def update(self, key, p, g):
+    def update(self, key, p, g, t, write):
         lr = self.learning_rate
         if self.momentum == 0:
-            p -= lr * g
-            return
+            return commit(write, [p - lr * g], [p])
         v = self.slot(key, p, "velocity")["velocity"]
-        v *= self.momentum
-        v -= lr * g
-        p += self.momentum * v - lr * g if self.nesterov else v
+        v_new = self.momentum * v - lr * g                               # like p
+        p_new = p + self.momentum * v_new - lr * g if self.nesterov else p + v_new
+        return commit(write, [p_new, v_new], [p, v])
 
 
 class RMSprop(Optimizer):
@@ -85,11 +94,11 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.rho, self.epsilon = check_fraction(rho, "rho", "RMSprop"), check_epsilon(epsilon, "RMSprop")
 
-    def update(self, key, p, g):
+    def update(self, key, p, g, t, write):
         v = self.slot(key, p, "v")["v"]
-        v *= self.rho
-        v += (1 - self.rho) * g * g
-        p -= self.learning_rate * g / (np.sqrt(v) + self.epsilon)
+        v_new = self.rho * v + (1 - self.rho) * g * g                    # like p
+        p_new = p - self.learning_rate * g / (np.sqrt(v_new) + self.epsilon)
+        return commit(write, [p_new, v_new], [p, v])
 
 
 class Adam(Optimizer):
@@ -106,15 +115,12 @@ class Adam(Optimizer):
         self.beta_2 = check_fraction(beta_2, "beta_2", "Adam")
         self.epsilon = check_epsilon(epsilon, "Adam")
 
-    def apply(self, slots):
-        self.iterations += 1
-        t = self.iterations
-        lr_t = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        kernels = ops()
-        for key, p, g in slots:
-            s = self.slot(key, p, "m", "v")
-            kernels.adam_update(p, g, s["m"], s["v"], p.dtype.type(lr_t), p.dtype.type(self.beta_1),
-                                p.dtype.type(self.beta_2), p.dtype.type(self.epsilon))
+    def update(self, key, p, g, t, write):
+        lr_t = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)   # bias correction
+        s = self.slot(key, p, "m", "v")
+        f = p.dtype.type
+        return K.adam_update(p, g, s["m"], s["v"], f(lr_t), f(self.beta_1), f(self.beta_2), f(self.epsilon),
+                             write)
 
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}

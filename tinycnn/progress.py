@@ -61,6 +61,15 @@ class ProgressBar:
         self.last_draw = 0.0
         self.width_drawn = 0
 
+    def note(self, text):
+        """Show `text` on the bar's line before the first step (for example while kernels compile)."""
+        if self.verbose == 1:
+            self.write(f"{self.bar(0)} - {text}", end="\n" if not self.dynamic else "")
+
+    def restart(self):
+        """Start the clock again: what happened before (a compilation) stays out of the ETA."""
+        self.start = time.perf_counter()
+
     def bar(self, current):
         digits = len(str(self.target))
         filled = int(WIDTH * current / self.target)
@@ -91,13 +100,14 @@ class ProgressBar:
         if not finished and (not self.dynamic or self.verbose != 1 or now - self.last_draw < self.interval):
             return
         self.last_draw = now
-        text = self.line(current, values, finished)
+        self.write(self.line(current, values, finished), end="\n" if finished else "")
+
+    def write(self, text, end):
         if self.dynamic and self.verbose == 1:
             pad = " " * max(self.width_drawn - len(text), 0)   # wipe what a longer line left behind
             self.stream.write("\r" + text + pad)
             self.width_drawn = len(text)
         else:
             self.stream.write(text)
-        if finished:
-            self.stream.write("\n")
+        self.stream.write(end)
         self.stream.flush()
