@@ -1,24 +1,42 @@
-"""The backend switch: which module computes the kernels.
+"""Which kernels the layers call: the NumPy reference, or the Numba fast path.
 
-Layers never compute convolutions or pooling themselves: they call `ops().conv2d_forward(...)`
-and friends. `ops()` returns `tinycnn.kernels.numpy_ops` (the readable reference) or
-`tinycnn.kernels.numba_ops` (compiled, same functions, same signatures). Switching backend
-swaps only those functions; the layer classes stay the same.
+A layer computes with plain functions of a kernel module, reached through `K`:
 
-    tinycnn.set_backend("numpy")     # or "numba" (the default)
-    tinycnn.get_backend()            # -> "numpy"
-    TINYCNN_BACKEND=numpy python ...  # the same, from the environment
+    from ..backend import K
+    z, saved = K.conv2d_forward(x, w, b, strides, pads)
+
+`K` forwards each name to the active backend: `tinycnn.kernels.numpy_ops` (the reference,
+written to be read) or `tinycnn.kernels.numba_ops` (the same functions with the same
+signatures, compiled). A model also asks the backend how to run its layers
+(`build_plan`): the reference runs each layer's forward and backward in turn; the fast
+backend may fuse neighbouring layers and split the batch across cores (see
+tinycnn/kernels/numba_ops/plan.py), and is tested against the reference.
+
+    tinycnn.set_backend("numpy")        # or "numba"
+    tinycnn.get_backend()               # -> "numpy"
+    TINYCNN_BACKEND=numpy python ...     # the same, from the environment
+
+By default tinycnn uses Numba when it can. If numba is missing or does not work, it runs on
+the NumPy backend and says why, once. Nothing is imported or changed until a kernel is needed.
 """
+import contextlib
 import importlib
 import os
+import warnings
 
 from .utils import clear_session  # noqa: F401  (Keras has backend.clear_session())
 
 BACKENDS = ("numba", "numpy")
-DEFAULT_BACKEND = "numba"
 
-_current = None
-_module = None
+_state = {"name": None, "module": None, "explicit": False}
+
+
+class BackendUnavailableError(ImportError):
+    """set_backend("numba") where numba cannot be imported or does not work."""
+
+
+class KernelCompileError(RuntimeError):
+    """The fast backend could not compile a kernel (a numba or LLVM failure, not a user error)."""
 
 
 def _check(name):
@@ -27,32 +45,92 @@ def _check(name):
     return name.lower()
 
 
+def _load(name):
+    """The kernel module of a backend, or BackendUnavailableError saying why it cannot load."""
+    if name == "numpy":
+        return importlib.import_module("tinycnn.kernels.numpy_ops")
+    try:
+        return importlib.import_module("tinycnn.kernels.numba_ops")
+    except Exception as err:        # ImportError, or numba failing on an incompatible NumPy or LLVM
+        raise BackendUnavailableError(
+            f"the numba backend is unavailable: {type(err).__name__}: {err}. Install numba "
+            f"(pip install numba) for the fast path, or use tinycnn.set_backend('numpy')") from err
+
+
 def set_backend(name):
     """Choose the kernels every layer uses from now on: "numba" or "numpy"."""
-    global _current, _module
     name = _check(name)
-    _module = importlib.import_module(f"tinycnn.kernels.{name}_ops")
-    _current = name
+    _state.update(name=name, module=_load(name), explicit=True)
 
 
 def get_backend():
     """The name of the active backend: "numba" or "numpy"."""
-    if _current is None:
-        _init_from_env()
-    return _current
+    return _active()[0]
 
 
-def ops():
+def _active():
+    if _state["module"] is None:
+        setting = os.environ.get("TINYCNN_BACKEND", "").strip()
+        if setting:
+            try:
+                set_backend(setting)
+            except ValueError as err:
+                raise ValueError(f"TINYCNN_BACKEND: {err}") from None
+        else:
+            try:
+                _state.update(name="numba", module=_load("numba"), explicit=False)
+            except BackendUnavailableError as err:
+                fall_back(str(err).split(". Install")[0])
+    return _state["name"], _state["module"]
+
+
+def fall_back(reason):
+    """Run on the NumPy backend from now on, after the default fast backend failed; warns once."""
+    warnings.warn(f"tinycnn: {reason}. Running on the NumPy backend, about 4x slower. For the fast path, "
+                  f"install a numba that works with this Python and NumPy (pip install numba); "
+                  f"to choose NumPy and silence this, set TINYCNN_BACKEND=numpy or call "
+                  f"tinycnn.set_backend('numpy').", RuntimeWarning, stacklevel=3)
+    _state.update(name="numpy", module=_load("numpy"), explicit=False)
+
+
+def explicit():
+    """True if the user chose the backend (set_backend or TINYCNN_BACKEND), not tinycnn's default."""
+    _active()
+    return _state["explicit"]
+
+
+def module():
     """The active kernel module (numpy_ops or numba_ops)."""
-    if _module is None:
-        _init_from_env()
-    return _module
+    return _active()[1]
 
 
-def _init_from_env():
-    name = os.environ.get("TINYCNN_BACKEND", DEFAULT_BACKEND)
-    try:
-        name = _check(name)
-    except ValueError as err:
-        raise ValueError(f"TINYCNN_BACKEND: {err}") from None
+@contextlib.contextmanager
+def using(name):
+    """Run a block on one backend, then restore the previous one: `with using("numpy"): ...`."""
+    previous = dict(_state) if _state["module"] is not None else None
     set_backend(name)
+    try:
+        yield
+    finally:
+        if previous is None:
+            _state.update(name=None, module=None, explicit=False)
+        else:
+            _state.update(previous)
+
+
+class _Kernels:
+    """K.name is the active backend's function `name`: K.conv2d_forward, K.maxpool_backward, ..."""
+
+    def __getattr__(self, name):
+        return getattr(module(), name)
+
+    def __repr__(self):
+        return f"<tinycnn kernels: {get_backend()}>"
+
+
+K = _Kernels()
+
+
+def build_plan(layers):
+    """How the active backend runs these layers: a plan with forward(x, training) and backward(dout)."""
+    return module().build_plan(layers)
