@@ -78,15 +78,16 @@ def conv2d_backward(dout, saved):
     conv, x, ctx, kept = saved
     dout = np.ascontiguousarray(dout)
     dx = np.empty(x.shape, dtype=dout.dtype)
-    parts = []
+    parts = {}
     per = conv.alg.per if kept is not None else 0
 
     def job(lo, hi, scratch):
         dw, db = np.zeros(conv.alg.dw_shape(), dtype=dout.dtype), np.zeros(conv.F)
         conv.backward(dout[lo:hi], x[lo:hi], dout[lo:hi], EMPTY, ctx, None if kept is None else kept[lo * per:hi * per],
                       NO_DROPOUT, 0, dw, db, dx[lo:hi], scratch)
-        parts.append((dw, db))
+        parts[lo] = dw, db
     _split(len(dout), dout.size * math.prod(x.shape[1:]) * 2, job)
+    parts = [parts[lo] for lo in sorted(parts)]       # summed in the batch's order: the same bits every time
     dw = conv.alg.finish(sum(p[0] for p in parts))
     return dx, dw.astype(dout.dtype, copy=False), sum(p[1] for p in parts).astype(dout.dtype)
 
@@ -121,8 +122,9 @@ def maxpool_backward(dout, saved):
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, write=True):
     """Same as numpy_ops.adam_update, in one pass over the weight array."""
+    f = p.dtype.type                                  # scalars in p's type, so an overflow shows as in NumPy
     return bool(elementwise.adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-                                 lr_t, beta_1, beta_2, epsilon, write))
+                                 f(lr_t), f(beta_1), f(beta_2), f(epsilon), write))
 
 
 def build_plan(layers):

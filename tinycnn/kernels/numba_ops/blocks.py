@@ -19,7 +19,7 @@ MIN_ROWS = 64                    # a BLAS product of fewer rows spends its time 
 
 @functools.lru_cache(maxsize=None)
 def cache_bytes():
-    """One core's L2 (or, failing that, its largest private cache), from Linux's sysfs; else 1 MiB."""
+    """One core's L2, from Linux's sysfs; else DEFAULT_CACHE."""
     try:
         for folder in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
             with open(os.path.join(folder, "level")) as f:

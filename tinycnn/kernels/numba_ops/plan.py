@@ -97,8 +97,9 @@ class FastPlan:
             for i, segment in enumerate(self.segments):
                 if segment[0].parallel:
                     x, fresh = self._forward(i, segment, x, training)
-                else:
-                    x, fresh = segment[0].forward(x, training), True
+                else:                                   # a view of its input is as fresh as its input
+                    y = segment[0].forward(x, training)
+                    x, fresh = y, fresh or not np.may_share_memory(y, x)
         return x if fresh else x.copy()                 # a kept buffer is never handed out
 
     def _forward(self, i, segment, x, training):
@@ -145,18 +146,13 @@ class FastPlan:
     # -- the first run --------------------------------------------------------------------
     def warm_up(self, x):
         """Compile (or load) every kernel the steps use, on two images of zeros per step, before
-        the first real step. Touches no weight, no random generator and no layer's grads."""
+        the first real step. Runs steps of its own: touches no weight, no random generator, no
+        layer's grads, and none of this plan's state or buffers."""
         kept = [dict(layer.grads) for layer in self.layers]
+        steps = steps_for(self.layers)
         try:
-            for step in self.steps:
-                if step.parallel:
-                    a = np.zeros((2,) + step.layers[0].in_shape, dtype=np.float32)
-                    step.begin(True, seed=0)
-                    out = step.forward(0, a, 0, True)
-                    step.backward(0, np.zeros_like(out), need_dx=step is not self.steps[0])
-                    step.end(1)
-                    step.begin(False, seed=0)
-                    step.forward(0, a, 0, False)
+            with blas.one_thread():                     # as in a real step: the BLAS's threads stay asleep
+                self._warm(steps)
         except Exception as err:
             if _from_numba(err):
                 raise backend.KernelCompileError(f"the numba backend could not compile its kernels "
@@ -167,3 +163,15 @@ class FastPlan:
                 layer.grads = grads
         self.warmed = True
         _warmed.update(self._keys())
+
+    @staticmethod
+    def _warm(steps):
+        for step in steps:
+            if step.parallel:
+                a = np.zeros((2,) + step.layers[0].in_shape, dtype=np.float32)
+                step.begin(True, seed=0)
+                out = step.forward(0, a, 0, True)
+                step.backward(0, np.zeros_like(out), need_dx=step is not steps[0])
+                step.end(1)
+                step.begin(False, seed=0)
+                step.forward(0, a, 0, False)

@@ -21,8 +21,9 @@ from ..numpy_ops import offset_dtype
 
 
 def own(layer, kind):
-    """Is `layer` a `kind` whose forward and backward are tinycnn's own (not a subclass's)?"""
-    return isinstance(layer, kind) and (type(layer).forward, type(layer).backward) == (kind.forward, kind.backward)
+    """Is `layer` a `kind` whose forward and backward are tinycnn's own (not a subclass's, not patched)?"""
+    return (isinstance(layer, kind) and (type(layer).forward, type(layer).backward) == (kind.forward, kind.backward)
+            and "forward" not in vars(layer) and "backward" not in vars(layer))
 
 
 def _two_by_two(layer):
@@ -86,10 +87,12 @@ class ConvStep(Step):
         self.conv = Conv(conv.in_shape, conv.params["kernel"].shape, conv.strides, conv.pads, relu, pool is not None)
         self.kernels = self.conv.alg.kernels + (elementwise.dropout, elementwise.gradients)
         self.per = int(np.prod(self.conv.out_shape))
+        self.seen = None                  # the kernel that self.ctx was prepared from
 
     def begin(self, training, seed=None):
         w = self.layer.params["kernel"]
-        self.ctx = self.conv.alg.prepare(w)
+        if self.seen is None or self.seen.shape != w.shape or not np.array_equal(self.seen, w):
+            self.ctx, self.seen = self.conv.alg.prepare(w), w.copy()     # (inference reuses Winograd's U)
         self.b = self.layer.params.get("bias", np.zeros(w.shape[3], dtype=w.dtype))
         self.drop = _dropout(self.dropout, training, seed)
 

@@ -18,6 +18,8 @@ import os
 import queue
 import threading
 
+import numpy as np
+
 from . import blas
 
 _local = threading.local()
@@ -34,9 +36,9 @@ class _Worker:
 
     def _loop(self):
         while True:
-            job, answer = self.jobs.get()                     # sleeps until a job comes
+            job, errors, answer = self.jobs.get()             # sleeps until a job comes
             try:
-                answer.put((_as_job(job), None))
+                answer.put((_as_job(job, errors), None))
             except BaseException as error:                    # handed to the caller, raised there
                 answer.put((None, error))
 
@@ -54,7 +56,7 @@ def count():
     setting = os.environ.get("TINYCNN_THREADS", "").strip()
     if not setting:
         return usable_cores()
-    if not setting.isdigit() or int(setting) < 1:
+    if not (setting.isascii() and setting.isdigit()) or int(setting) < 1:
         raise ValueError(f"TINYCNN_THREADS must be a whole number >= 1; received {setting!r}")
     return int(setting)
 
@@ -66,17 +68,22 @@ MIN_FLOPS_PER_SLICE = 16e6
 
 def parts(n, flops):
     """One slice per thread, at most one per image, and none smaller than MIN_FLOPS_PER_SLICE."""
-    return max(1, min(count(), n, int(flops // MIN_FLOPS_PER_SLICE)))
+    by_work = int(flops // MIN_FLOPS_PER_SLICE) if MIN_FLOPS_PER_SLICE > 0 else n
+    return max(1, min(count(), n, by_work))
 
 
 def inside():
     return getattr(_local, "inside", False)
 
 
-def _as_job(job):
+def _as_job(job, errors=None):
+    """job(), marked as inside a job, under the caller's np.errstate (NumPy keeps it per thread)."""
     _local.inside = True
     try:
-        return job()
+        if errors is None:
+            return job()
+        with np.errstate(**errors):
+            return job()
     finally:
         _local.inside = False
 
@@ -103,8 +110,9 @@ def run(jobs):
     try:
         with blas.one_thread():
             answers = [queue.SimpleQueue() for _ in jobs[1:]]
+            errors = np.geterr()
             for worker, job, answer in zip(_workers(len(jobs) - 1), jobs[1:], answers):
-                worker.jobs.put((job, answer))
+                worker.jobs.put((job, errors, answer))
             try:
                 results = [(_as_job(jobs[0]), None)]
             except BaseException as error:
