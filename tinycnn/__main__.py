@@ -39,8 +39,9 @@ def train(args):
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"Test Loss: {test_loss:.4f}")
     print(f"Test Accuracy: {test_accuracy:.4f}")
+    compiled = ", Numba's compilation included" if tinycnn.get_backend() == "numba" else ""
     print(f"Training time: {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s/epoch, "
-          f"validation included, JIT compilation included)")
+          f"validation included{compiled})")
 
     weights = os.path.join(args.out, "seed_model.weights.npz")
     model.save_weights(weights)

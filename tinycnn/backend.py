@@ -22,6 +22,7 @@ the NumPy backend and says why, once. Nothing is imported or changed until a ker
 import contextlib
 import importlib
 import os
+import sys
 import warnings
 
 from .utils import clear_session  # noqa: F401  (Keras has backend.clear_session())
@@ -33,6 +34,10 @@ _state = {"name": None, "module": None, "explicit": False}
 
 class BackendUnavailableError(ImportError):
     """set_backend("numba") where numba cannot be imported or does not work."""
+
+    def __init__(self, reason, hint):
+        super().__init__(f"{reason}. {hint}")
+        self.reason = reason
 
 
 class KernelCompileError(RuntimeError):
@@ -53,8 +58,8 @@ def _load(name):
         return importlib.import_module("tinycnn.kernels.numba_ops")
     except Exception as err:        # ImportError, or numba failing on an incompatible NumPy or LLVM
         raise BackendUnavailableError(
-            f"the numba backend is unavailable: {type(err).__name__}: {err}. Install numba "
-            f"(pip install numba) for the fast path, or use tinycnn.set_backend('numpy')") from err
+            f"the numba backend is unavailable: {type(err).__name__}: {err}",
+            "Install numba (pip install numba) for the fast path, or use tinycnn.set_backend('numpy')") from err
 
 
 def set_backend(name):
@@ -80,7 +85,7 @@ def _active():
             try:
                 _state.update(name="numba", module=_load("numba"), explicit=False)
             except BackendUnavailableError as err:
-                fall_back(str(err).split(". Install")[0])
+                fall_back(err.reason)
     return _state["name"], _state["module"]
 
 
@@ -89,8 +94,17 @@ def fall_back(reason):
     warnings.warn(f"tinycnn: {reason}. Running on the NumPy backend, about 4x slower. For the fast path, "
                   f"install a numba that works with this Python and NumPy (pip install numba); "
                   f"to choose NumPy and silence this, set TINYCNN_BACKEND=numpy or call "
-                  f"tinycnn.set_backend('numpy').", RuntimeWarning, stacklevel=3)
+                  f"tinycnn.set_backend('numpy').", RuntimeWarning, stacklevel=_caller_level())
     _state.update(name="numpy", module=_load("numpy"), explicit=False)
+
+
+def _caller_level():
+    """The stacklevel that points a warning at the first frame outside tinycnn (the user's line)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def explicit():

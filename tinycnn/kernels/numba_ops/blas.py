@@ -34,7 +34,7 @@ def _library_files():
         except OSError:                                  # no such folder on this platform
             pass
     try:
-        with open("/proc/self/maps") as maps:            # Linux: every library the process has mapped
+        with open("/proc/self/maps", errors="surrogateescape") as maps:    # Linux: every mapped library
             paths += sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
     except OSError:                                      # not Linux, or no /proc
         pass
