@@ -48,6 +48,7 @@ class Sequential:
         self.metrics = []
         self.compiled = False
         self._plan_cache = None
+        self._gradient_hooks = []            # f(model) after each backward, e.g. plot.record_gradient_norms
         for layer in layers or []:
             self.add(layer)
 
@@ -208,6 +209,8 @@ class Sequential:
             out = plan.forward(x, training=True)             # (N, outputs): every layer's forward
             loss = self.loss(y, out)
             plan.backward(self._loss_gradient(y, out))        # every layer's backward: fills the grads
+            for hook in self._gradient_hooks:
+                hook(self)
             if not np.isfinite(loss):
                 raise self._diverged(where, "the loss became NaN or inf", loss)
             if not self.optimizer.apply(self._slots()):      # all or nothing, checked before writing

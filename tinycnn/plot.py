@@ -260,38 +260,24 @@ def record_gradient_norms(model):
             model.fit(x, y, epochs=5, batch_size=128)
         plot.gradient_flow(norms, steps_per_epoch=469)
 
-    How: backward() overwrites layer.grads on every step, so the norm must be taken right
-    after it. Inside the block each layer with weights gets its backward wrapped (on the
-    instance only); leaving the block restores it. The model is not changed otherwise.
+    How: backward overwrites layer.grads on every step, so the norm must be taken right after
+    it. Inside the block the model calls a hook of ours after each backward; leaving the block
+    removes it. The model and its layers are not changed otherwise.
     """
     if not model.built:
         raise ValueError(f"plot.record_gradient_norms: {model.name} is not built yet; give the first "
                          f"layer input_shape=... (or call the model once) first")
-    norms = GradientNorms()
-    wrapped = []
-    for layer in model.layers:
-        if not layer.params:
-            continue
-        norms[layer.name] = []
-        previous = layer.__dict__.get("backward")
-        layer.backward = recording_backward(layer, layer.backward, norms[layer.name])
-        wrapped.append((layer, previous))
+    norms = GradientNorms({layer.name: [] for layer in model.layers if layer.params})
+
+    def record(model):
+        for layer in model.layers:
+            if layer.params:
+                norms[layer.name].append(gradient_norm(layer))
+    model._gradient_hooks.append(record)
     try:
         yield norms
     finally:
-        for layer, previous in wrapped:
-            if previous is None:
-                del layer.backward
-            else:
-                layer.backward = previous
-
-
-def recording_backward(layer, backward, record):
-    def backward_and_record(*args, **kwargs):
-        dx = backward(*args, **kwargs)
-        record.append(gradient_norm(layer))
-        return dx
-    return backward_and_record
+        model._gradient_hooks.remove(record)
 
 
 def gradient_flow(norms, steps_per_epoch=None, smooth=1, log_scale=True, figsize=(9, 4)):
