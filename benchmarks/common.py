@@ -125,9 +125,13 @@ def seed_task(fw, cfg):
     """Warm up, time train steps, train `epochs` epochs with validation, time predict.
 
     `fw` is a framework adapter (see worker_*.py): build(size, weights), reset(), prepare(x, y),
-    train_step(xb, yb), fit_epoch(x, y, xv, yv, batch) -> val accuracy, predict(x, batch),
-    get_weights(). Warm-up (JIT compilation, graph tracing) is done before any timing, and
-    reset() puts the initial weights and a fresh optimizer back before the timed epochs.
+    train_step(xb, yb), fit_steps(x, y, batch, steps), fit_epoch(x, y, xv, yv, batch) -> val
+    accuracy, predict(x, batch), get_weights(). Warm-up (JIT compilation, graph tracing) is done
+    before any timing, and reset() puts the initial weights and a fresh optimizer back before
+    the timed epochs.
+
+    fit_ms_per_step is the marginal cost of a step inside the framework's own training loop:
+    (t(S2 steps) - t(S1 steps)) / (S2 - S1), which cancels what each fit call costs once.
     """
     (x, y), (xt, yt) = load_data(cfg)
     bs = cfg["batch_size"]
@@ -156,6 +160,8 @@ def seed_task(fw, cfg):
     out["step_ms"] = [1000 * t for t in times]
     out["ms_per_step"] = statistics.median(out["step_ms"])
 
+    out.update(fit_marginal(fw, X, Y, bs, cfg.get("fit_steps", [10, 60]), len(x)))
+
     fw.reset()
     epoch_s, accs = [], []
     for _ in range(cfg["epochs"]):
@@ -176,6 +182,19 @@ def seed_task(fw, cfg):
     if cfg.get("save_weights"):
         save_weights_list(cfg["save_weights"], fw.get_weights())
     return out
+
+
+def fit_marginal(fw, X, Y, bs, steps, n):
+    """Time fit_steps over S1 and then S2 batches (no validation): the marginal ms per step."""
+    s1, s2 = (min(int(s), n // bs) for s in steps)      # only whole batches of the data there is
+    if s1 < 1 or s2 <= s1:
+        return {"fit_steps": [s1, s2], "fit_s": None, "fit_ms_per_step": None}
+    took = []
+    for k in (s1, s2):
+        t = time.perf_counter()
+        fw.fit_steps(X, Y, bs, k)
+        took.append(time.perf_counter() - t)
+    return {"fit_steps": [s1, s2], "fit_s": took, "fit_ms_per_step": 1000 * (took[1] - took[0]) / (s2 - s1)}
 
 
 def scaling_task(fw, cfg):
@@ -223,6 +242,11 @@ class KerasStyleModel:
 
     def train_step(self, xb, yb):
         self.model.train_on_batch(xb, yb)
+
+    def fit_steps(self, x, y, batch, steps):
+        """Exactly `steps` batches in the model's own fit: the data cut to steps * batch samples."""
+        n = steps * batch
+        self.model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
 
     def fit_epoch(self, x, y, xv, yv, batch):
         history = self.model.fit(x, y, batch_size=batch, epochs=1, verbose=0, validation_data=(xv, yv))

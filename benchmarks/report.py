@@ -1,10 +1,13 @@
 """Turn a results dict (run.py) into markdown tables and PNG plots."""
 import os
+import statistics
 
 ORDER = ("tinycnn-numba", "tinycnn-numpy", "keras", "pytorch")
 LABELS = {"tinycnn-numba": "tinycnn (Numba)", "tinycnn-numpy": "tinycnn (NumPy)",
           "keras": "Keras (TF CPU)", "pytorch": "PyTorch CPU"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUND_METRICS = ("ms_per_step", "fit_ms_per_step", "s_per_epoch", "predict_s")
+FAST_WITHIN = 0.25          # a Keras round is "fast" if its s/epoch is within 25% of its fastest round
 
 
 def _fmt(s, digits=1, scale=1.0):
@@ -20,6 +23,40 @@ def _fmt(s, digits=1, scale=1.0):
 def _ratio(results, key, fw, metric):
     r = results.get("ratios", {}).get(key, {}).get(fw, {}).get(metric)
     return "—" if r is None else f"{r:.2f}×"
+
+
+def _per(a, b):
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def round_ratios(runs, fw="tinycnn-numba", ref="keras", within=FAST_WITHIN):
+    """fw's time ÷ ref's, round by round (runs matched by their "round" field), and the medians
+    over all rounds and over ref's fast rounds: ref's s/epoch within `within` of its fastest."""
+    mine = {r["round"]: r for r in runs.get(fw, []) if "round" in r}
+    theirs = {r["round"]: r for r in runs.get(ref, []) if "round" in r}
+    common_rounds = sorted(set(mine) & set(theirs))
+    if not common_rounds:
+        return None
+    fastest = min(theirs[r]["s_per_epoch"] for r in common_rounds)
+    rows = []
+    for r in common_rounds:
+        a, b = mine[r], theirs[r]
+        row = {"round": r, f"{ref}_s_per_epoch": b["s_per_epoch"],
+               f"{ref}_fast": b["s_per_epoch"] <= (1 + within) * fastest}
+        row.update({m: _per(a.get(m), b.get(m)) for m in ROUND_METRICS})
+        rows.append(row)
+
+    def medians(chosen):
+        return {m: statistics.median(v) if (v := [x[m] for x in chosen if x[m] is not None]) else None
+                for m in ROUND_METRICS}
+    fast = [x for x in rows if x[f"{ref}_fast"]]
+    return {"framework": fw, "reference": ref, "fast_within": within, f"fastest_{ref}_s_per_epoch": fastest,
+            "rounds": rows, "fast_rounds": [x["round"] for x in fast],
+            "median_all_rounds": medians(rows), "median_fast_rounds": medians(fast)}
+
+
+def _x(v):
+    return "—" if v is None else f"{v:.2f}×"
 
 
 def _file(out, name, part, ext):
@@ -52,23 +89,76 @@ def seed_table(results):
     lines = [f"Seed model, MNIST, batch {any_fw['batch_size']}, {any_fw['train_images']:,} training images, "
              f"{any_fw['epochs']} epoch(s) per round, {any_fw['ms_per_step']['n']} round(s). "
              f"Median [min–max] over rounds; ratios are time ÷ the reference's time (> 1 = slower).", "",
-             "| framework | train ms/step | s/epoch (incl. validation) | predict "
+             "| framework | train ms/step | fit ms/step (marginal) | s/epoch (incl. validation) | predict "
              f"{any_fw['predict_images']:,} images, s | peak RSS, MB | test accuracy | "
-             "ms/step ÷ Keras | ms/step ÷ PyTorch | s/epoch ÷ Keras | s/epoch ÷ PyTorch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "ms/step ÷ Keras | ms/step ÷ PyTorch | fit ms/step ÷ Keras | fit ms/step ÷ PyTorch | "
+             "s/epoch ÷ Keras | s/epoch ÷ PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fw in fws:
         s = seed[fw]
-        lines.append(f"| {LABELS[fw]} | {_fmt(s['ms_per_step'])} | {_fmt(s['s_per_epoch'])} | "
+        lines.append(f"| {LABELS[fw]} | {_fmt(s['ms_per_step'])} | {_fmt(s.get('fit_ms_per_step'))} | "
+                     f"{_fmt(s['s_per_epoch'])} | "
                      f"{_fmt(s['predict_s'], 2)} | {_fmt(s['peak_rss_mb'], 0)} | {_fmt(s['test_accuracy'], 4)} | "
                      f"{_ratio(results, 'vs_keras', fw, 'ms_per_step')} | "
                      f"{_ratio(results, 'vs_pytorch', fw, 'ms_per_step')} | "
+                     f"{_ratio(results, 'vs_keras', fw, 'fit_ms_per_step')} | "
+                     f"{_ratio(results, 'vs_pytorch', fw, 'fit_ms_per_step')} | "
                      f"{_ratio(results, 'vs_keras', fw, 's_per_epoch')} | "
                      f"{_ratio(results, 'vs_pytorch', fw, 's_per_epoch')} |")
+    run = next((r for r in (results.get("seed_runs") or {}).get(fws[0], []) if r.get("fit_steps")), None)
+    if run:
+        s1, s2 = run["fit_steps"]
+        lines += ["", f"fit ms/step is the marginal cost of a step inside each framework's own training loop "
+                      f"(Keras and tinycnn: model.fit; PyTorch: its loop), no validation: (time of {s2} batches "
+                      f"− time of {s1}) ÷ {s2 - s1}, so what a fit call costs once cancels out."]
     nb = results.get("ratios", {}).get("vs_tinycnn_numpy", {}).get("tinycnn-numba")
     if nb:
-        lines += ["", f"Numba ÷ NumPy backend: {nb['ms_per_step']:.2f}× the ms/step, "
+        fit = f"{nb['fit_ms_per_step']:.2f}× the fit ms/step, " if nb.get("fit_ms_per_step") is not None else ""
+        lines += ["", f"Numba ÷ NumPy backend: {nb['ms_per_step']:.2f}× the ms/step, {fit}"
                       f"{nb['s_per_epoch']:.2f}× the s/epoch, {nb['predict_s']:.2f}× the predict time."]
     return lines
+
+
+def _round_ratios(results):
+    """The results' per-round ratios, or computed from its runs (results written before they were kept)."""
+    return results.get("round_ratios") or round_ratios(results.get("seed_runs") or {})
+
+
+def fast_rounds_line(results):
+    rr = _round_ratios(results)
+    if not rr:
+        return []
+    med, ref = rr["median_fast_rounds"], rr["reference"]
+    fast, n = rr["fast_rounds"], len(rr["rounds"])
+    return [f"{LABELS[rr['framework']]} ÷ {LABELS[ref]} over Keras's fast rounds ({len(fast)} of {n}: "
+            f"round{'s' if len(fast) > 1 else ''} {', '.join(map(str, fast))}, whose Keras s/epoch is within "
+            f"{100 * rr['fast_within']:.0f}% of its fastest, {rr[f'fastest_{ref}_s_per_epoch']:.2f} s), "
+            "median of the per-round ratios: " + ", ".join(
+                f"{_x(med[m])} the {what}" for m, what in zip(ROUND_METRICS, ("ms/step", "fit ms/step", "s/epoch",
+                                                                            "predict time"))
+                if med[m] is not None) + "."]
+
+
+def round_lines(results):
+    """Round by round: tinycnn (Numba)'s time ÷ Keras's in the same round, and which rounds caught Keras fast."""
+    rr = _round_ratios(results)
+    if not rr:
+        return []
+    ref = rr["reference"]
+    lines = [f"Round by round, {LABELS[rr['framework']]}'s time ÷ {LABELS[ref]}'s in the same round (each round "
+             f"runs every framework once, in rotated order). Keras switches between a fast and a slow mode "
+             f"from round to round; a round is fast if its Keras s/epoch is within "
+             f"{100 * rr['fast_within']:.0f}% of Keras's fastest round in this run.", "",
+             "| round | Keras s/epoch | Keras fast? | ms/step ÷ Keras | fit ms/step ÷ Keras | s/epoch ÷ Keras | "
+             "predict ÷ Keras |", "|---|---|---|---|---|---|---|"]
+    for row in rr["rounds"]:
+        lines.append(f"| {row['round']} | {row[f'{ref}_s_per_epoch']:.2f} | {'yes' if row[f'{ref}_fast'] else 'no'} | "
+                     + " | ".join(_x(row[m]) for m in ROUND_METRICS) + " |")
+    med = rr["median_all_rounds"]
+    lines.append("| median, all rounds | | | " + " | ".join(_x(med[m]) for m in ROUND_METRICS) + " |")
+    med = rr["median_fast_rounds"]
+    lines.append("| median, Keras's fast rounds | | | " + " | ".join(_x(med[m]) for m in ROUND_METRICS) + " |")
+    return lines + [""] + fast_rounds_line(results)
 
 
 def jit_lines(results):
@@ -142,13 +232,46 @@ def layer_lines(results):
         lines.append(f"| {row['name']} ({row['type']}) | {'×'.join(map(str, row['out_shape']))} | "
                      f"{row['forward_flops'] / 1e9:.3f} | {row['backward_flops'] / 1e9:.3f} | " + " | ".join(cells) + " |")
     lines.append("| Adam update | | | | " + " | ".join(f"— | {b[f]['adam_ms']:.2f}" for f in fws) + " |")
+    lines += ["", "Each layer's own forward(training=True) and backward, run one after another as the reference "
+                  "plan runs them (on the Numba backend through its kernels); every layer's backward returns "
+                  "dL/dx, the first layer's included."]
     for f in fws:
         r = b[f]
         total = sum(x["forward_ms"] + x["backward_ms"] for x in r["layers"]) + r["adam_ms"]
         lines.append("")
         lines.append(f"{LABELS[f]}: layers + Adam sum to {total:.1f} ms; a whole train_on_batch takes "
                      f"{r['train_step_ms']:.1f} ms, {r['train_step_ms'] / lb['ms_per_step']:.1f}× the roofline bound.")
+    for f in fws:
+        lines += plan_step_lines(b[f], lay.get("matmul_peak_gflops"), LABELS[f])
     return lines
+
+
+def plan_step_lines(r, peak, label):
+    """The fast plan's steps, each on the whole batch as one slice on one thread."""
+    steps = r.get("plan_steps")
+    if not steps:
+        return []
+    lines = ["", f"{label}, the fast plan's steps: each on the whole batch of {r['batch_size']} as one slice on one "
+                 f"thread (begin, forward in order, backward in reverse with no dL/dx for the first step, end), "
+                 f"beside the same layers' own calls above. In training the plan cuts the batch into one slice "
+                 f"per core.", "",
+             "| step | layers | fwd ms (% peak) | bwd ms (% peak) | begin + end ms | its layers' fwd ms | "
+             "its layers' bwd ms |", "|---|---|---|---|---|---|---|"]
+
+    def cell(row, d):
+        flops, ms = row[f"{d}_flops"], row[f"{d}_ms"]
+        pct = 100 * flops / (ms / 1000) / (peak * 1e9) if flops and ms > 0 and peak else None
+        return f"{ms:.2f}" + ("" if pct is None else f" ({pct:.0f}%)")
+
+    for row in steps:
+        lines.append(f"| {row['step']} | {' + '.join(row['layers'])} | {cell(row, 'forward')} | {cell(row, 'backward')} | "
+                     f"{row['begin_ms'] + row['end_ms']:.2f} | {row['layers_forward_ms']:.2f} | "
+                     f"{row['layers_backward_ms']:.2f} |")
+    total = sum(x["begin_ms"] + x["forward_ms"] + x["backward_ms"] + x["end_ms"] for x in steps)
+    layers = sum(x["layers_forward_ms"] + x["layers_backward_ms"] for x in steps)
+    return lines + ["", f"The steps sum to {total:.1f} ms on one thread, the same layers' own calls to {layers:.1f} ms. "
+                        f"Adam adds {r['adam_ms']:.2f} ms; a whole train_on_batch, one slice per core, takes "
+                        f"{r['train_step_ms']:.1f} ms."]
 
 
 def parity_lines(results):
@@ -258,7 +381,9 @@ def write(results, out, name):
     md += [f"- {line}" for line in machine_line(results)]
     for fw, why in results.get("skipped", {}).items():
         md.append(f"- {why}")
-    sections = [("Seed workload", seed_table(results), "seed"), ("Numba JIT compile time", jit_lines(results), None),
+    rounds = round_lines(results)
+    sections = [("Seed workload", seed_table(results) + ([""] + rounds if rounds else []), "seed"),
+                ("Numba JIT compile time", jit_lines(results), None),
                 ("Scaling", scaling_lines(results), "scaling"),
                 ("Per-layer times and roofline", layer_lines(results), "layers"),
                 ("Keras parity", parity_lines(results), None)]
@@ -285,6 +410,8 @@ def write(results, out, name):
                    f"ratios, measured interleaved under the same load, are the more meaningful numbers."]
     readme += [""]
     readme += seed_table(results)
+    fast = fast_rounds_line(results)
+    readme += [""] + fast if fast else []
     if "seed" in rel:
         readme += ["", f"![seed benchmark]({rel['seed']})"]
     lay = results.get("layers")

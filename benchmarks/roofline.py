@@ -3,8 +3,9 @@
 FLOPs count the multiply-adds of the matrix products (2 per multiply-add):
     Conv2D forward   2 * N * OH * OW * KH * KW * C * F
     Dense forward    2 * N * in * out
-    backward         dW costs as much as the forward, dx as much again: 2x the forward,
-                     1x for the model's first layer, whose input gradient is never computed.
+    backward         dW costs as much as the forward, dx as much again: 2x the forward. A
+                     layer's own backward always returns dx; a training step needs none for
+                     the model's first layer, so the lower bound counts 1x there.
 Pooling, dropout, flatten, bias and ReLU are memory traffic, not FLOPs: they count 0 here,
 so their time is pure overhead above the bound.
 """
@@ -43,14 +44,15 @@ def layer_flops(model, batch):
         elif kind == "Dense":
             n_in, n_out = layer.params["kernel"].shape
             fwd = 2 * batch * n_in * n_out
-        bwd = fwd * (2 if layer.input_grad else 1)
+        bwd = 2 * fwd
         rows.append({"forward": int(fwd), "backward": int(bwd)})
     return rows
 
 
 def lower_bound(layers, peak_gflops, batch, train_images=60000, val_images=10000):
     """Seconds per epoch (training + validation) if every FLOP ran at the matmul peak."""
-    train = sum(r["forward_flops"] + r["backward_flops"] for r in layers) / batch
+    needed = sum(r["forward_flops"] + r["backward_flops"] for r in layers) - layers[0]["forward_flops"]
+    train = needed / batch                      # the first layer's dx is never needed
     forward = sum(r["forward_flops"] for r in layers) / batch
     total = train * train_images + forward * val_images
     return {"train_flops_per_image": train, "forward_flops_per_image": forward,

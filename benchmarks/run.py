@@ -40,18 +40,18 @@ PROFILES = {
                     scaling=dict(batch_sizes=[1, 8, 32, 128, 512], image_sizes=[28, 56, 112], image_batch=32,
                                  warmup=2, min_steps=5, max_steps=40, budget_s=3.0),
                     layer_batch=128, layer_repeats=10, peak_n=2048, peak_repeats=5, parity_images=None,
-                    timeout=1800),
+                    fit_steps=[10, 60], timeout=1800),
     "quick": dict(rounds=2, warmup_steps=3, steps=10, epochs=1, train_subset=2000, test_subset=2000,
                   scaling=dict(batch_sizes=[1, 8, 32, 128], image_sizes=[28, 56], image_batch=32,
                                warmup=1, min_steps=3, max_steps=10, budget_s=1.0),
                   layer_batch=128, layer_repeats=3, peak_n=1024, peak_repeats=3, parity_images=2000,
-                  timeout=600),
+                  fit_steps=[3, 12], timeout=600),
     "smoke": dict(rounds=1, warmup_steps=1, steps=3, epochs=1, train_subset=256, test_subset=256,
                   batch_size=16,
                   scaling=dict(batch_sizes=[1, 8], image_sizes=[28], image_batch=8,
                                warmup=1, min_steps=2, max_steps=2, budget_s=0.0),
                   layer_batch=8, layer_repeats=2, peak_n=256, peak_repeats=2, parity_images=256,
-                  timeout=300),
+                  fit_steps=[2, 12], timeout=300),
 }
 
 
@@ -231,6 +231,7 @@ def summarize_seed(runs):
         out[fw] = {"rounds": len(rs),
                    "ms_per_step": common.summary([r["ms_per_step"] for r in rs]),
                    "ms_per_step_all_steps": common.summary([t for r in rs for t in r["step_ms"]]),
+                   "fit_ms_per_step": common.summary([r.get("fit_ms_per_step") for r in rs]),
                    "s_per_epoch": common.summary([r["s_per_epoch"] for r in rs]),
                    "predict_s": common.summary([r["predict_s"] for r in rs]),
                    "peak_rss_mb": common.summary([r["peak_rss_mb"] for r in rs]),
@@ -251,7 +252,7 @@ def ratios(summary):
         out[key] = {}
         for fw, s in summary.items():
             out[key][fw] = {m: s[m]["median"] / summary[ref][m]["median"]
-                            for m in ("ms_per_step", "s_per_epoch", "predict_s", "peak_rss_mb")
+                            for m in ("ms_per_step", "fit_ms_per_step", "s_per_epoch", "predict_s", "peak_rss_mb")
                             if s.get(m) and summary[ref].get(m) and summary[ref][m]["median"] > 0}
     return out
 
@@ -326,6 +327,7 @@ def main(argv=None):
             results["seed_runs"] = runs
             results["seed"] = summarize_seed(runs)
             results["ratios"] = ratios(results["seed"])
+            results["round_ratios"] = report.round_ratios(runs)
         if "jit" not in skip and "tinycnn-numba" in runnable:
             print("Numba JIT compile time", flush=True)
             results["jit"] = run_jit(runner, cfg)

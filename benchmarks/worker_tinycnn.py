@@ -1,7 +1,7 @@
 """The tinycnn worker: one backend ("numba" or "numpy") per process.
 
-Tasks: seed (the tutorial's workload), scaling, layers (per-layer forward/backward times,
-FLOPs and the matmul peak), jit (Numba's compile time on whatever NUMBA_CACHE_DIR holds).
+Tasks: seed (the tutorial's workload), scaling, layers (per-layer and, on Numba, per-step
+forward/backward times, FLOPs and the matmul peak), jit (Numba's compile time on whatever NUMBA_CACHE_DIR holds).
 """
 import statistics
 import sys
@@ -47,52 +47,117 @@ class TinyCNN(common.KerasStyleModel):
         self._compile()
 
 
+def _ms(seconds):
+    return 1000 * statistics.median(seconds)
+
+
+def _time_layers(model, xb, yb, repeats):
+    """Each layer's own forward(training=True) and backward, in order and in reverse (as
+    tinycnn.plans.ReferencePlan runs them), and the Adam step: seconds per call, per repeat."""
+    n = len(model.layers)
+    fwd, bwd, adam = [[] for _ in range(n)], [[] for _ in range(n)], []
+    for r in range(repeats + 1):                # the first pass is untimed: kernels and buffers
+        a = xb
+        times_f, times_b = [], []
+        for layer in model.layers:
+            t = time.perf_counter()
+            a = layer.forward(a, training=True)
+            times_f.append(time.perf_counter() - t)
+        d = model._loss_gradient(yb, a)
+        for layer in reversed(model.layers):
+            t = time.perf_counter()
+            d = layer.backward(d)
+            times_b.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        applied = model.optimizer.apply(model._slots())
+        took = time.perf_counter() - t
+        if not applied:
+            raise FloatingPointError("the Adam step refused the layers' gradients (NaN or inf)")
+        if r:
+            for i in range(n):
+                fwd[i].append(times_f[i])
+                bwd[i].append(times_b[n - 1 - i])
+            adam.append(took)
+    return fwd, bwd, adam
+
+
+def _time_steps(plan, xb, yb, model, repeats):
+    """Each fast-plan step on the whole batch as one slice on this thread: begin, forward in
+    order, backward in reverse (no dL/dx for the first step), end. Seconds per call, per repeat."""
+    from tinycnn.kernels.numba_ops import blas
+    steps = plan.steps
+    times = [{"begin": [], "forward": [], "backward": [], "end": []} for _ in steps]
+    with blas.one_thread():                     # as inside a plan's slice: the products on this thread only
+        for r in range(repeats + 1):            # the first pass is untimed: buffers of the whole batch's size
+            a, got = xb, [dict() for _ in steps]
+            for step, g in zip(steps, got):
+                t = time.perf_counter()
+                step.begin(True)
+                g["begin"] = time.perf_counter() - t
+                t = time.perf_counter()
+                a = step.forward(0, a, 0, True) if step.parallel else step.forward(a, True)
+                g["forward"] = time.perf_counter() - t
+            d = model._loss_gradient(yb, a)
+            for j in reversed(range(len(steps))):
+                step, g = steps[j], got[j]
+                t = time.perf_counter()
+                d = step.backward(0, d, need_dx=j > 0) if step.parallel else step.backward(d)
+                g["backward"] = time.perf_counter() - t
+            for step, g in zip(steps, got):
+                t = time.perf_counter()
+                step.end(1)
+                g["end"] = time.perf_counter() - t
+            if r:
+                for g, kept in zip(got, times):
+                    for key in kept:
+                        kept[key].append(g[key])
+            model.optimizer.apply(model._slots())     # new weights, as in training: begin prepares them again
+    return times
+
 
 def layers_task(cfg):
-    """Each layer's forward(training=True) and backward time at batch `layer_batch`, the Adam
-    step, the whole train step, the FLOPs, and this machine's float32 matmul peak."""
+    """At batch `layer_batch`: each layer's own forward(training=True) and backward time, the
+    Adam step, the whole train_on_batch, the FLOPs, this machine's float32 matmul peak and, on
+    the Numba backend, each step of the fast plan on the whole batch as one slice."""
     fw = TinyCNN(cfg["backend"])
     (x, y), _ = common.load_data(dict(cfg, test_subset=1))
-    bs = cfg["layer_batch"]
+    bs, repeats = cfg["layer_batch"], cfg["layer_repeats"]
     reps = -(-bs // len(x))
     xb, yb = np.concatenate([x] * reps)[:bs], np.concatenate([y] * reps)[:bs]
     fw.build(28, None)
     model = fw.model
     for _ in range(2):                      # compile the kernels, allocate the optimizer state
         model.train_on_batch(xb, yb)
-    n = len(model.layers)
-    fwd, bwd, adam = [[] for _ in range(n)], [[] for _ in range(n)], []
-    fused = model._fused
-    for _ in range(cfg["layer_repeats"]):
-        a = xb
-        for i, layer in enumerate(model.layers):
-            t = time.perf_counter()
-            a = layer.forward(a, training=True)
-            fwd[i].append(time.perf_counter() - t)
-        d = model.loss.gradient_logits(yb, a) if fused else model.loss.gradient(yb, a)
-        for i in reversed(range(n)):
-            layer = model.layers[i]
-            t = time.perf_counter()
-            d = layer.backward(d, skip_activation=True) if (i == n - 1 and fused) else layer.backward(d)
-            bwd[i].append(time.perf_counter() - t)
-        slots = [((layer.name, k), p, layer.grads[k]) for layer in model.layers for k, p in layer.params.items()]
-        t = time.perf_counter()
-        model.optimizer.apply(slots)
-        adam.append(time.perf_counter() - t)
-    step = common.time_calls(lambda i: model.train_on_batch(xb, yb), 1, cfg["layer_repeats"],
-                             cfg["layer_repeats"], 0.0)
+    plan = model._ready_plan(xb)
+    fwd, bwd, adam = _time_layers(model, xb, yb, repeats)
     flops = roofline.layer_flops(model, bs)
-    rows = []
-    for i, layer in enumerate(model.layers):
-        rows.append({"name": layer.name, "type": type(layer).__name__,
-                     "out_shape": list(layer.out_shape), "input_grad": bool(layer.input_grad),
-                     "forward_ms": 1000 * statistics.median(fwd[i]),
-                     "backward_ms": 1000 * statistics.median(bwd[i]),
-                     "forward_flops": flops[i]["forward"], "backward_flops": flops[i]["backward"]})
-    peak = roofline.matmul_peak(cfg["peak_n"], cfg["peak_repeats"])
-    return {"backend": cfg["backend"], "batch_size": bs, "layers": rows,
-            "adam_ms": 1000 * statistics.median(adam), "train_step_ms": 1000 * statistics.median(step),
-            "matmul_peak": peak}
+    rows = [{"name": layer.name, "type": type(layer).__name__, "out_shape": list(layer.out_shape),
+             "forward_ms": _ms(fwd[i]), "backward_ms": _ms(bwd[i]),
+             "forward_flops": flops[i]["forward"], "backward_flops": flops[i]["backward"]}
+            for i, layer in enumerate(model.layers)]
+    fast = hasattr(plan, "steps")           # the Numba backend's FastPlan
+    out = {"backend": cfg["backend"], "batch_size": bs, "layers": rows,
+           "plan": repr(plan) if fast else type(plan).__name__, "adam_ms": _ms(adam)}
+    if fast:
+        by_layer = {layer.name: (f, r) for layer, f, r in zip(model.layers, flops, rows)}
+        steps = []
+        for j, (step, t) in enumerate(zip(plan.steps, _time_steps(plan, xb, yb, model, repeats))):
+            names = [layer.name for layer in step.layers]
+            f = sum(by_layer[n][0]["forward"] for n in names)
+            # the plan's first step computes no dL/dx: its dW costs one forward
+            b = sum(by_layer[n][0]["backward"] for n in names) - (f if j == 0 else 0)
+            steps.append({"step": type(step).__name__, "layers": names,
+                          "key": type(step).__name__ + "[" + "+".join(names) + "]",
+                          "parallel": bool(step.parallel), "begin_ms": _ms(t["begin"]),
+                          "forward_ms": _ms(t["forward"]), "backward_ms": _ms(t["backward"]),
+                          "end_ms": _ms(t["end"]), "forward_flops": f, "backward_flops": b,
+                          "layers_forward_ms": sum(by_layer[n][1]["forward_ms"] for n in names),
+                          "layers_backward_ms": sum(by_layer[n][1]["backward_ms"] for n in names)})
+        out["plan_steps"] = steps
+    whole = common.time_calls(lambda i: model.train_on_batch(xb, yb), 1, repeats, repeats, 0.0)
+    out["train_step_ms"] = _ms(whole)
+    out["matmul_peak"] = roofline.matmul_peak(cfg["peak_n"], cfg["peak_repeats"])
+    return out
 
 
 def jit_task(cfg):

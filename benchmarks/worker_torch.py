@@ -67,17 +67,26 @@ class Torch:
         self.model.train()
         self._step(xb, yb)
 
-    def fit_epoch(self, x, y, xv, yv, batch):
-        """One shuffled pass with running loss and accuracy (as Keras's fit keeps), then the
-        validation loss and accuracy."""
-        torch = self.torch
+    def _train_pass(self, x, y, batch):
+        """One shuffled pass with running loss and accuracy (as Keras's fit keeps)."""
         self.model.train()
-        order = torch.randperm(len(x))
+        order = self.torch.randperm(len(x))
         loss_sum, correct = 0.0, 0
         for s in range(0, len(x), batch):
             idx = order[s:s + batch]
             loss, right = self._step(x[idx], y[idx])
             loss_sum, correct = loss_sum + loss * len(idx), correct + right
+        return loss_sum / len(x), correct / len(x)
+
+    def fit_steps(self, x, y, batch, steps):
+        """Exactly `steps` batches of the training loop: a pass over the first steps * batch samples."""
+        n = steps * batch
+        self._train_pass(x[:n], y[:n], batch)
+
+    def fit_epoch(self, x, y, xv, yv, batch):
+        """One shuffled training pass, then the validation loss and accuracy."""
+        torch = self.torch
+        self._train_pass(x, y, batch)
         self.model.eval()
         val_loss, val_correct = 0.0, 0
         with torch.no_grad():
