@@ -22,7 +22,6 @@ import numpy as np
 from numba import njit
 
 from . import winograd_tiles as tiles_
-from ..numpy_ops import pad_nhwc, windows
 from .winograd_tiles import POSITIONS, SIZE, TILE, _a, _at, _b, _bt
 
 OPTS = dict(cache=True, nogil=True, error_model="numpy")
@@ -41,10 +40,25 @@ def pays(C, F):
     return products + 20 * transforms < im2col
 
 
-def reads_nonzero(x, pads, out_hw):
-    """support (n, OH, OW): True where the output's 3x3 window reads an input that is not all 0."""
-    nonzero = pad_nhwc(np.any(x != 0, axis=3)[..., None], pads, value=False)        # (n, Hp, Wp, 1)
-    return windows(nonzero, 3, 3, (1, 1))[:, :out_hw[0], :out_hw[1]].any(axis=(3, 4, 5))
+@njit(**OPTS)
+def reads_nonzero(x, top, left, support):
+    """support (n, OH, OW) = True where the output's 3x3 window reads an input pixel that is not
+    all 0 (a NaN is not 0); pixel (i, j) is read by outputs (i + top - 2 .. i + top, likewise j)."""
+    N, H, W, C = x.shape
+    OH, OW = support.shape[1], support.shape[2]
+    support[:] = False
+    for n in range(N):
+        for i in range(H):
+            for j in range(W):
+                nonzero = False
+                for c in range(C):
+                    if x[n, i, j, c] != 0:
+                        nonzero = True
+                        break
+                if nonzero:
+                    for oi in range(max(i + top - 2, 0), min(i + top + 1, OH)):
+                        for oj in range(max(j + left - 2, 0), min(j + left + 1, OW)):
+                            support[n, oi, oj] = True
 
 
 @njit(**OPTS)
@@ -190,7 +204,7 @@ class Winograd:
     """The algorithm for one layer's shapes, a block of images at a time (see conv.py)."""
 
     name = "winograd"
-    kernels = (input_transform, output_transform, output_transform_backward, input_transform_backward)
+    kernels = (reads_nonzero, input_transform, output_transform, output_transform_backward, input_transform_backward)
 
     def __init__(self, x_shape, w_shape, pads, out_hw):
         (self.H, self.W, self.C), self.F = x_shape, w_shape[3]
@@ -220,7 +234,8 @@ class Winograd:
         V = saved if saved is not None else scratch("V", (t, POSITIONS, C), x.dtype)
         input_transform(x, self.top, self.left, self.TH, self.TW, scratch("d", (SIZE, SIZE, C), x.dtype),
                         scratch("r", (SIZE, SIZE, C), x.dtype), V)
-        support = reads_nonzero(x, self.pads, self.out_hw)
+        support = scratch("support", (len(x),) + self.out_hw, np.bool_)
+        reads_nonzero(x, self.top, self.left, support)
         M = scratch("M", (t, POSITIONS, F), x.dtype)
         np.matmul(V.transpose(1, 0, 2), U, out=M.transpose(1, 0, 2))    # 64 x (t, C) @ (C, F)
         output_transform(M, self.TH, self.TW, support, b, relu, pool, scratch("ry", (TILE, SIZE, F), x.dtype),
