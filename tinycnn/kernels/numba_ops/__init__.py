@@ -86,7 +86,7 @@ def conv2d_backward(dout, saved):
         conv.backward(dout[lo:hi], x[lo:hi], dout[lo:hi], EMPTY, ctx, None if kept is None else kept[lo * per:hi * per],
                       NO_DROPOUT, 0, dw, db, dx[lo:hi], scratch)
         parts[lo] = dw, db
-    _split(len(dout), dout.size * math.prod(x.shape[1:]) * 2, job)
+    _split(len(dout), dout.size * conv.taps * 4, job)                  # two products: dx and dw
     parts = [parts[lo] for lo in sorted(parts)]       # summed in the batch's order: the same bits every time
     dw = conv.alg.finish(sum(p[0] for p in parts))
     return dx, dw.astype(dout.dtype, copy=False), sum(p[1] for p in parts).astype(dout.dtype)

@@ -68,6 +68,7 @@ class Conv:
         self.alg = algorithm(x_shape, w_shape, strides, pads)
         self.OH, self.OW = out_hw(x_shape, w_shape, strides, pads)
         self.F, self.relu, self.pool = w_shape[3], relu, pool
+        self.taps = math.prod(w_shape[:3])                   # multiply-adds per output, KH KW C
         self.out_shape = (self.OH // 2, self.OW // 2, self.F) if pool else (self.OH, self.OW, self.F)
         self.per = math.prod(self.out_shape)               # outputs per image
         z_bytes = self.OH * self.OW * self.F * 4

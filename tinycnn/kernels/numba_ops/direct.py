@@ -175,8 +175,8 @@ def conv3x3_pool_backward(x, g, argmax, SH, SW, top, left, pool, image_dw, dw):
 
 
 class Direct(Im2col):
-    """The kernels above, whole slices at a time (nothing per block to keep in cache); im2col's
-    backward when dL/dx is wanted."""
+    """The kernels above, a block of images at a time (see conv.py); im2col's backward when
+    dL/dx is wanted."""
 
     name = "direct 3x3, one channel"
 
