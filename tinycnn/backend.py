@@ -91,7 +91,7 @@ def _active():
 
 def fall_back(reason):
     """Run on the NumPy backend from now on, after the default fast backend failed; warns once."""
-    warnings.warn(f"tinycnn: {reason}. Running on the NumPy backend, about 4x slower. For the fast path, "
+    warnings.warn(f"tinycnn: {reason}. Running on the NumPy backend, about 5x slower. For the fast path, "
                   f"install a numba that works with this Python and NumPy (pip install numba); "
                   f"to choose NumPy and silence this, set TINYCNN_BACKEND=numpy or call "
                   f"tinycnn.set_backend('numpy').", RuntimeWarning, stacklevel=_caller_level())
