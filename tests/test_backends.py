@@ -585,8 +585,8 @@ def test_idle_workers_hold_no_core():
     threads.run([work] * 3)
     threads.run([work] * 3)
     before = time.process_time()
-    time.sleep(0.3)
-    assert time.process_time() - before < 0.05
+    time.sleep(0.5)
+    assert time.process_time() - before < 0.15     # one spinning worker alone would burn about 0.5 s
 
 
 def test_count_honours_tinycnn_threads(monkeypatch):
