@@ -1,16 +1,22 @@
 """tinycnn.layers: the building blocks, with Keras's names, arguments and weight layouts.
 
     Conv2D, MaxPooling2D, Dropout, Flatten, Dense        the seed tutorial's layers
-    Activation, ReLU, Softmax                            activations as layers of their own
+    Activation, ReLU, LeakyReLU, Softmax                 activations as layers of their own
+    BatchNormalization                                   per-channel normalization, with moving statistics
+    AveragePooling2D, GlobalAveragePooling2D,            the other poolings
+    GlobalMaxPooling2D
+    ZeroPadding2D, Reshape, Rescaling, UpSampling2D      padding, reshaping, scaling, upsampling
     Input / InputLayer                                   declares the input shape (Keras style)
     Layer                                                the base class: the contract every layer follows
 """
-from .activations import Activation, ReLU, Softmax
+from .activations import Activation, LeakyReLU, ReLU, Softmax
 from .base import Layer, check_shape
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
-from .pooling import MaxPooling2D
+from .normalization import BatchNormalization
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
+from .reshaping import Rescaling, Reshape, UpSampling2D, ZeroPadding2D
 
 
 class InputLayer:
@@ -27,5 +33,6 @@ def Input(shape=None, batch_size=None, name=None):
     return InputLayer(shape=shape, batch_size=batch_size, name=name)
 
 
-__all__ = ["Activation", "Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer",
-           "MaxPooling2D", "ReLU", "Softmax"]
+__all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
+           "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPooling2D",
+           "ReLU", "Rescaling", "Reshape", "Softmax", "UpSampling2D", "ZeroPadding2D"]

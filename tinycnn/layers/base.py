@@ -1,8 +1,8 @@
 """The contract every tinycnn layer follows, and the argument checks they share.
 
 A layer is four things:
-    params   dict name -> array: the weights ("kernel", "bias"), in Keras's layouts
-    grads    dict with the same keys: dL/dparam, OVERWRITTEN (never accumulated) by backward
+    params   dict name -> array: every weight ("kernel", "bias"), in Keras's layouts and order
+    grads    dict with the trainable keys: dL/dparam, OVERWRITTEN (never accumulated) by backward
     forward(x, training)  computes the output; with training=True it keeps in `self.cache`
                           exactly what backward needs (and with training=False, nothing)
     backward(dout)        takes dL/d(output), fills `grads`, returns dL/d(input)
@@ -24,6 +24,11 @@ softmax dL/dz = (p - y) / N directly, wrapped in a LogitsGradient, and the softm
 passes it through (tinycnn/layers/activations.py): the formula is exact and stays finite where
 dL/dp = -y / p does not.
 
+Not every weight is trained. `non_trainable` names the weights that forward updates itself
+(BatchNormalization's moving statistics): they have no grads, and no optimizer touches them.
+`layer.trainable = False` freezes the whole layer. `regularizers` maps a weight's name to a
+penalty (tinycnn.regularizers) that the model adds to the loss, and its gradient to the grads.
+
 Shapes never include the batch: `build((28, 28, 1))` makes the weights for inputs of
 shape (N, 28, 28, 1), for any N. Nothing here mutates `x` or `dout`.
 """
@@ -44,7 +49,7 @@ def snake_case(name):
 class Layer:
     """Base class: names, building, weights I/O. Subclasses write forward and backward."""
 
-    def __init__(self, name=None, input_shape=None, **kwargs):
+    def __init__(self, name=None, input_shape=None, trainable=True, **kwargs):
         kind = type(self).__name__
         if kwargs:
             raise TypeError(f"{kind}: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
@@ -52,7 +57,10 @@ class Layer:
             raise TypeError(f"{kind}: name must be a string; received {name!r}")
         self.name = name or unique_name(snake_case(kind))
         self.params = {}         # e.g. {"kernel": (KH, KW, C, F), "bias": (F,)}
-        self.grads = {}          # the same keys, filled by backward()
+        self.grads = {}          # the trainable keys, filled by backward()
+        self.non_trainable = set()   # keys of weights no optimizer updates (moving statistics)
+        self.regularizers = {}   # key -> penalty added to the loss, e.g. {"kernel": L2(0.01)}
+        self.trainable = bool(trainable)
         self.cache = None        # what forward(training=True) keeps for backward()
         self.input_shape = None if input_shape is None else check_shape(input_shape, f"{self}: input_shape")
         self.built = False
@@ -68,7 +76,7 @@ class Layer:
         self.out_shape = self.compute_output_shape(input_shape)   # raises if it cannot fit
         self.in_shape = input_shape
         self.create_params(input_shape)
-        self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self.grads = {k: np.zeros_like(p) for k, p in self.params.items() if k not in self.non_trainable}
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -141,7 +149,21 @@ class Layer:
 
     @property
     def weights(self):
-        return list(self.params.values())
+        """Every weight, trainable first, as Keras lists them."""
+        return self.trainable_weights + self.non_trainable_weights
+
+    def trained_keys(self):
+        """The keys of the weights an optimizer updates: none when the layer is frozen."""
+        return [k for k in self.params if k not in self.non_trainable] if self.trainable else []
+
+    @property
+    def trainable_weights(self):
+        return [self.params[k] for k in self.trained_keys()]
+
+    @property
+    def non_trainable_weights(self):
+        trained = set(self.trained_keys())
+        return [p for k, p in self.params.items() if k not in trained]
 
     def count_params(self):
         return int(sum(p.size for p in self.params.values()))
@@ -224,22 +246,27 @@ def window_shapes(layer, input_shape, kernel, strides, padding, arg="kernel_size
     return (OH, OW), (top, bottom, left, right)
 
 
-def initialize(name, shape, fan_in, fan_out):
-    """Keras's initializers by name. Kernels default to glorot_uniform, biases to zeros.
+def initialize(initializer, shape):
+    """A new float32 weight of `shape`, from an initializer object or function (tinycnn.initializers).
 
-    glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
-    he_uniform:     U(-limit, limit), limit = sqrt(6 / fan_in)
+    Kernels default to glorot_uniform, U(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)),
+    and biases to zeros; the fans are Keras's (tinycnn.initializers.compute_fans).
     """
-    if name == "zeros":
-        return np.zeros(shape, dtype=np.float32)
-    limit = np.sqrt(6.0 / (fan_in + fan_out)) if name == "glorot_uniform" else np.sqrt(6.0 / fan_in)
-    return rng().uniform(-limit, limit, size=shape).astype(np.float32)
-
-
-INITIALIZERS = ("glorot_uniform", "he_uniform", "zeros")
+    w = np.asarray(initializer(tuple(shape), dtype=np.float32))
+    if w.shape != tuple(shape) or w.dtype.kind not in "fiu":
+        raise ValueError(f"initializer {initializer!r} returned an array of shape {w.shape} and dtype {w.dtype}; "
+                         f"expected a numeric array of shape {tuple(shape)}")
+    return w.astype(np.float32)
 
 
 def check_initializer(value, arg, layer):
-    if value not in INITIALIZERS:
-        raise ValueError(f"{layer}: {arg} must be one of {', '.join(map(repr, INITIALIZERS))}; received {value!r}")
-    return value
+    """The initializer for a name ('he_normal'), an Initializer object or a function(shape, dtype), or a clear error."""
+    from .. import initializers
+    try:
+        initializer = initializers.get(value)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{layer}: {arg}: {err}") from None
+    if initializer is None:
+        raise ValueError(f"{layer}: {arg} must be an initializer name, e.g. 'glorot_uniform' or 'zeros', or an "
+                         f"initializer object; received None")
+    return initializer

@@ -15,6 +15,7 @@ from ..backend import K
 from .activations import get_activation
 from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, pair,
                    window_shapes)
+from .dense import add_regularizers
 
 
 class Conv2D(Layer):
@@ -25,15 +26,18 @@ class Conv2D(Layer):
         kernel_size: int or (KH, KW).
         strides: int or (SH, SW), default (1, 1).
         padding: "valid" (no padding) or "same" (output = ceil(input / stride), TensorFlow's rule).
-        activation: "relu", "softmax", "sigmoid", "tanh", "linear" or None.
+        activation: a name from tinycnn.layers.activations ("relu", "gelu", "softmax", ...) or None.
         use_bias: add a bias per filter.
+        kernel_initializer, bias_initializer: a name or an object of tinycnn.initializers.
+        kernel_regularizer, bias_regularizer: None, a name or an object of tinycnn.regularizers.
     Input shape: (N, H, W, C). Output shape: (N, OH, OW, F).
     Weights: kernel (KH, KW, C, F), bias (F,).
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 data_format=None, dilation_rate=(1, 1), **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, data_format=None, dilation_rate=(1, 1),
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = check_positive_int(filters, "filters", self)
         self.kernel_size = pair(kernel_size, "kernel_size", self)
@@ -43,6 +47,7 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", self)
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", self)
+        add_regularizers(self, kernel_regularizer, bias_regularizer)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"{self}: only data_format='channels_last' (NHWC) is supported; received {data_format!r}")
         if pair(dilation_rate, "dilation_rate", self) != (1, 1):
@@ -54,22 +59,22 @@ class Conv2D(Layer):
 
     def create_params(self, input_shape):
         (KH, KW), C, F = self.kernel_size, input_shape[-1], self.filters
-        self.params["kernel"] = initialize(self.kernel_initializer, (KH, KW, C, F), KH * KW * C, KH * KW * F)
+        self.params["kernel"] = initialize(self.kernel_initializer, (KH, KW, C, F))   # fans KH*KW*C, KH*KW*F
         if self.use_bias:
-            self.params["bias"] = initialize(self.bias_initializer, (F,), 1, F)
+            self.params["bias"] = initialize(self.bias_initializer, (F,))
 
     def forward(self, x, training=False):
         """x (N, H, W, C) -> out (N, OH, OW, F)."""
         z, saved = K.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                     self.strides, self.pads)           # (N, OH, OW, F)
         out = self.activation.forward(z)                                # (N, OH, OW, F)
-        self.cache = (saved, out) if training else None
+        self.cache = (saved, z if self.activation.needs_z else out) if training else None
         return out
 
     def backward(self, dout):
         """dout (N, OH, OW, F) -> dx (N, H, W, C); fills grads["kernel"] and grads["bias"]."""
-        saved, out = self.cached()
-        dz = self.activation.backward(dout, out)                        # (N, OH, OW, F)
+        saved, kept = self.cached()                                     # kept: out, or z if the activation needs it
+        dz = self.activation.backward(dout, kept)                       # (N, OH, OW, F)
         dx, dw, db = K.conv2d_backward(dz, saved)                       # (N, H, W, C), (KH, KW, C, F), (F,)
         self.grads["kernel"] = dw
         if self.use_bias:

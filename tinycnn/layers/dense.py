@@ -1,16 +1,35 @@
-"""Dense: every output unit sees every input feature.
+"""Dense: every output unit sees every input feature, along the last axis.
 
-Forward:   z = x @ W + b            (N, units)     W (in, units), b (units,)
-           out = activation(z)      (N, units)
-Backward:  dz = dout * activation'  (N, units)
-           dW = x.T @ dz            (in, units)    each weight: its input times its output's error
-           db = dz summed over N    (units,)
-           dx = dz @ W.T            (N, in)        each input collects the errors it fed
+Forward:   z = x @ W + b            (N, ..., units)   W (in, units), b (units,)
+           out = activation(z)      (N, ..., units)
+Backward:  dz = dout * activation'  (N, ..., units)
+           dW = x.T @ dz            (in, units)       each weight: its input times its output's error,
+           db = dz summed over N    (units,)          summed over the batch (and every other axis but the last)
+           dx = dz @ W.T            (N, ..., in)      each input collects the errors it fed
+Input of rank > 2, (N, ..., in), is Keras's too: the same W applied at every position, e.g. to
+every pixel's channels of (N, H, W, C).
 """
 import numpy as np
 
+from .. import regularizers
 from .activations import get_activation
 from .base import Layer, check_initializer, check_positive_int, initialize, shape_str
+
+
+def check_regularizer(value, arg, layer):
+    """The regularizer for a name ('l2'), a Regularizer object or None, or a clear error naming the layer."""
+    try:
+        return regularizers.get(value)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{layer}: {arg}: {err}") from None
+
+
+def add_regularizers(layer, kernel_regularizer, bias_regularizer):
+    """layer.regularizers = {"kernel": ..., "bias": ...}, the ones given (Dense's and Conv2D's arguments)."""
+    for key, value in (("kernel", kernel_regularizer), ("bias", bias_regularizer)):
+        penalty = check_regularizer(value, f"{key}_regularizer", layer)
+        if penalty is not None and (key == "kernel" or layer.use_bias):
+            layer.regularizers[key] = penalty
 
 
 class Dense(Layer):
@@ -18,50 +37,53 @@ class Dense(Layer):
 
     Args:
         units: number of outputs.
-        activation: "relu", "softmax", "sigmoid", "tanh", "linear" or None.
+        activation: a name from tinycnn.layers.activations ("relu", "gelu", "softmax", ...) or None.
         use_bias: add a bias per unit.
-    Input shape: (N, in). Output shape: (N, units).
+        kernel_initializer, bias_initializer: a name or an object of tinycnn.initializers.
+        kernel_regularizer, bias_regularizer: None, a name or an object of tinycnn.regularizers.
+    Input shape: (N, ..., in). Output shape: (N, ..., units).
     Weights: kernel (in, units), bias (units,).
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int(units, "units", self)
         self.activation = get_activation(activation, self)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", self)
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", self)
+        add_regularizers(self, kernel_regularizer, bias_regularizer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self} expects input of rank 2 (batch, features); received shape "
-                             f"{shape_str(input_shape)}. Put a Flatten() layer before it.")
-        return (self.units,)
+        if len(input_shape) < 1:
+            raise ValueError(f"{self} expects input of rank 2 or more (batch, ..., features); received shape "
+                             f"{shape_str(input_shape)}")
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def create_params(self, input_shape):
-        n_in = input_shape[0]
-        self.params["kernel"] = initialize(self.kernel_initializer, (n_in, self.units), n_in, self.units)
+        self.params["kernel"] = initialize(self.kernel_initializer, (input_shape[-1], self.units))
         if self.use_bias:
-            self.params["bias"] = initialize(self.bias_initializer, (self.units,), 1, self.units)
+            self.params["bias"] = initialize(self.bias_initializer, (self.units,))
 
     def forward(self, x, training=False):
-        """x (N, in) -> out (N, units)."""
-        z = x @ self.params["kernel"]                       # (N, units)
+        """x (N, ..., in) -> out (N, ..., units)."""
+        z = x @ self.params["kernel"]                       # (N, ..., units)
         if self.use_bias:
-            z = z + self.params["bias"]                     # (N, units)
-        out = self.activation.forward(z)                    # (N, units)
-        self.cache = (x, out) if training else None
+            z = z + self.params["bias"]                     # (N, ..., units)
+        out = self.activation.forward(z)                    # (N, ..., units)
+        self.cache = (x, z if self.activation.needs_z else out) if training else None
         return out
 
     def backward(self, dout):
-        """dout (N, units) -> dx (N, in); fills grads["kernel"] and grads["bias"]."""
-        x, out = self.cached()
-        dz = self.activation.backward(dout, out)            # (N, units)
-        self.grads["kernel"] = x.T @ dz                     # (in, units)
+        """dout (N, ..., units) -> dx (N, ..., in); fills grads["kernel"] and grads["bias"]."""
+        x, kept = self.cached()                             # kept: out, or z if the activation needs it
+        dz = self.activation.backward(dout, kept)           # (N, ..., units)
+        rows, dz_rows = x.reshape(-1, x.shape[-1]), dz.reshape(-1, self.units)   # every position a row
+        self.grads["kernel"] = rows.T @ dz_rows             # (in, units)
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)             # (units,)
-        return dz @ self.params["kernel"].T                 # (N, in)
+            self.grads["bias"] = dz_rows.sum(axis=0)        # (units,)
+        return dz @ self.params["kernel"].T                 # (N, ..., in)
 
 
 class Flatten(Layer):

@@ -5,11 +5,12 @@ their dL/dx, and their grads are filled with dL/dparams summed over every slice 
 (end()). What a slice needs for backward lives in the step, per slice, never in the layer.
 
     ConvStep       Conv2D (ReLU or none), and the 2x2 max-pool and the dropout after it
-    DenseStep      Dense, and the dropout after it (ReLU or none); other activations as written
+    DenseStep      Dense on (N, in), and the dropout after it (ReLU or none); other activations
+                   as written, but not those whose backward needs z (needs_z): they run as LayerStep
     PoolStep       MaxPooling2D, and the dropout after a 2x2 one
     DropoutStep    Dropout on its own
     ReshapeStep    Flatten
-    ActivationStep Activation layers, with the layer's own activation functions
+    ActivationStep Activation layers, with the layer's own activation functions (not needs_z)
     LayerStep      any other layer: its own forward and backward, on the whole batch
 """
 import numpy as np
@@ -304,7 +305,7 @@ def steps_for(layers):
         if own(layer, Conv2D) and layer.activation.name in ("relu", "linear"):
             pool = take(MaxPooling2D, _two_by_two)
             steps.append(ConvStep(layer, pool, take(Dropout, lambda d: own(d, Dropout))))
-        elif own(layer, Dense):
+        elif own(layer, Dense) and len(layer.in_shape) == 1 and not layer.activation.needs_z:   # (N, in) only
             fused = layer.activation.name in ("relu", "linear")
             steps.append(DenseStep(layer, take(Dropout, lambda d: own(d, Dropout)) if fused else None))
         elif own(layer, MaxPooling2D):
@@ -313,7 +314,7 @@ def steps_for(layers):
             steps.append(DropoutStep(layer))
         elif own(layer, Flatten):
             steps.append(ReshapeStep(layer))
-        elif own(layer, Activation):
+        elif own(layer, Activation) and not layer.activation.needs_z:   # its backward gets the output
             steps.append(ActivationStep(layer))
         else:
             steps.append(LayerStep(layer))
