@@ -6,12 +6,12 @@
 
 The Keras MNIST tutorial runs with only its imports changed (tensorflow.keras.X -> tinycnn.X).
 """
-from . import backend, datasets, layers, losses, models, optimizers, utils
+from . import backend, datasets, initializers, layers, losses, metrics, models, optimizers, regularizers, utils
 from .backend import get_backend, set_backend
 from .models import Sequential
 from .utils import set_random_seed, to_categorical
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "backend", "datasets", "get_backend", "layers", "losses", "models",
-           "optimizers", "set_backend", "set_random_seed", "to_categorical", "utils"]
+__all__ = ["Sequential", "backend", "datasets", "get_backend", "initializers", "layers", "losses", "metrics",
+           "models", "optimizers", "regularizers", "set_backend", "set_random_seed", "to_categorical", "utils"]

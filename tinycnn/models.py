@@ -109,6 +109,31 @@ class Sequential:
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
 
+    @property
+    def trainable(self):
+        """True unless set to False. Setting it sets every layer's `trainable`, as in Keras."""
+        return getattr(self, "_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = self._trainable
+
+    @property
+    def trainable_weights(self):
+        """The weights fit() updates, layer by layer (frozen layers and moving statistics left out)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def weights(self):
+        """Every weight, layer by layer, each layer's in Keras's order (as get_weights, without copying)."""
+        return [w for layer in self.layers for w in layer.weights]
+
     def summary(self, print_fn=None):
         """Print the tutorial's table: layer names and types, output shapes, parameter counts."""
         print_fn = print_fn or print
@@ -133,26 +158,33 @@ class Sequential:
                           layer.count_params()], [29, 54, 64]))
         print_fn("=" * 65)
         total = self.count_params()
+        trainable = sum(p.size for layer in self.layers for p in layer.trainable_weights)
         print_fn(f"Total params: {total:,}")
-        print_fn(f"Trainable params: {total:,}")
-        print_fn("Non-trainable params: 0")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {total - trainable:,}")
 
     # -- compile -------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None):
+        """Choose the optimizer, the loss and the metrics (names, Metric objects or functions).
+
+        `self._compile_metrics` (a tinycnn.metrics.CompileMetrics) holds the metric objects the
+        loops update; `self.metrics` their log keys, e.g. ['accuracy'].
+        """
+        import warnings
+
+        from . import metrics as metrics_mod
         try:
             self.optimizer = optimizers_mod.get(optimizer)
             self.loss = None if loss is None else losses_mod.get(loss)
-        except ValueError as err:
-            raise ValueError(f"{self.name}.compile: {err}") from None
-        if isinstance(metrics, str) or (metrics is not None and not isinstance(metrics, (list, tuple))):
-            raise TypeError(f"{self.name}.compile: metrics must be a list, such as ['accuracy']; "
-                            f"received {metrics!r}")
-        metrics = list(metrics or [])
-        for m in metrics:
-            if not isinstance(m, str) or m not in training.METRICS:
-                raise ValueError(f"{self.name}.compile: unknown metric {m!r}; expected one of "
-                                 f"{', '.join(map(repr, training.METRICS))}")
-        self.metrics = metrics
+            self._compile_metrics = metrics_mod.CompileMetrics(metrics, weighted_metrics)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{self.name}.compile: {err}") from None
+        if (getattr(self.loss, "from_logits", False) and self.layers
+                and isinstance(getattr(self.layers[-1], "activation", None), SoftmaxFn)):
+            warnings.warn(f"{self.name}.compile: the loss has from_logits=True, but the last layer ends in "
+                          f"a softmax, so the outputs are probabilities, not logits. Was this intended?",
+                          stacklevel=2)
+        self.metrics = list(self._compile_metrics.names)    # the log keys, as the loops use them
         self.compiled = True
 
     def _require_compiled(self, what):
@@ -190,25 +222,29 @@ class Sequential:
 
     @property
     def _softmax_into_crossentropy(self):
-        """Softmax last and a cross-entropy loss: backward starts from dL/dz = (p - y) / N."""
-        return isinstance(getattr(self.layers[-1], "activation", None), SoftmaxFn) and self.loss.fuses_with_softmax
+        """Softmax last and a (non-logits) cross-entropy loss: backward starts from dL/dz = (p - y) / N."""
+        return (bool(self.layers) and isinstance(getattr(self.layers[-1], "activation", None), SoftmaxFn)
+                and self.loss.fuses_with_softmax)
 
-    def _loss_gradient(self, y, out):
+    def _loss_gradient(self, y, out, sample_weight=None):
+        """dL/d out of the (sample-weighted) mean loss; for softmax + cross-entropy, dL/dz instead."""
         if self._softmax_into_crossentropy:
-            return LogitsGradient(self.loss.gradient_logits(y, out))     # the softmax passes it on
-        return self.loss.gradient(y, out)
+            return LogitsGradient(self.loss.gradient_logits(y, out, sample_weight=sample_weight))
+        return self.loss.gradient(y, out, sample_weight=sample_weight)
 
     def _slots(self):
-        return [((layer.name, key), p, layer.grads[key])
-                for layer in self.layers for key, p in layer.params.items()]
+        """(key, weight, gradient) of every weight the optimizer updates: frozen ones are left out."""
+        return [((layer.name, key), layer.params[key], layer.grads[key])
+                for layer in self.layers for key in layer.trained_keys()]
 
-    def _train_batch(self, x, y, where):
+    def _train_batch(self, x, y, where, sample_weight=None):
         """One step of gradient descent: forward, loss, backward, update. Returns (loss, outputs)."""
         plan = self._ready_plan(x)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):    # checked below, clearly
             out = plan.forward(x, training=True)             # (N, outputs): every layer's forward
-            loss = self.loss(y, out)
-            plan.backward(self._loss_gradient(y, out))        # every layer's backward: fills the grads
+            loss = self.loss(y, out, sample_weight=sample_weight)
+            plan.backward(self._loss_gradient(y, out, sample_weight))    # every layer's backward: the grads
+            loss += training.penalties(self, add_gradients=True)        # regularizers: loss and grads
             for hook in self._gradient_hooks:
                 hook(self)
             if not np.isfinite(loss):
@@ -225,45 +261,55 @@ class Sequential:
             f"the weights and the optimizer's state are those from before this batch. Try a lower "
             f"learning rate (now {self.optimizer.learning_rate}), or check the inputs' scale.")
 
-    def train_on_batch(self, x, y):
-        """One update on one batch; returns its loss before the update ([loss, accuracy] with metrics)."""
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on one batch; returns its loss before the update ([loss, metrics...] with metrics)."""
         self._require_compiled("train_on_batch")
         x = validation.inputs(self, x, "train_on_batch")
         y = validation.targets(self, y, len(x), "train_on_batch")
-        loss, out = self._train_batch(x, y, "train_on_batch")
-        correct = training.count_correct(y, out)
-        return [loss] + [correct / len(x)] * len(self.metrics) if self.metrics else loss
+        sample_weight = validation.sample_weights(self, sample_weight, len(x), "train_on_batch")
+        sample_weight = validation.class_weights(self, class_weight, y, sample_weight, "train_on_batch")
+        loss, out = self._train_batch(x, y, "train_on_batch", sample_weight)
+        logs = training.Running(self).update(y, out, loss, sample_weight)
+        return logs if return_dict else training.flat(logs)
 
     # -- fit / evaluate / predict ----------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1):
         """Train for `epochs` passes over (x, y) in shuffled mini-batches; returns a History."""
         self._require_compiled("fit")
-        if callbacks:
-            raise ValueError("fit: callbacks are not supported by tinycnn")
         verbose = validation.verbose(verbose)
         batch_size = validation.batch_size(batch_size, "fit")
         epochs = validation.epochs(epochs)
+        steps_per_epoch = validation.steps(steps_per_epoch, "fit: steps_per_epoch")
+        validation_steps = validation.steps(validation_steps, "fit: validation_steps")
+        validation_freq = validation.validation_freq(validation_freq)
         x = validation.inputs(self, x, "fit")
         y = validation.targets(self, y, len(x), "fit")
-        if validation_data is None and validation_split:
-            (x, y), validation_data = validation.split_validation(x, y, validation_split)
+        sample_weight = validation.sample_weights(self, sample_weight, len(x), "fit")
+        if validation_data is None and validation_split:       # the last samples, before shuffling
+            (x, y, sample_weight), validation_data = validation.split_validation((x, y, sample_weight),
+                                                                                 validation_split)
+        sample_weight = validation.class_weights(self, class_weight, y, sample_weight, "fit")
         held_out = None if validation_data is None else validation.validation_pair(self, validation_data)
-        self.history = training.fit(self, x, y, batch_size, epochs, verbose, held_out, shuffle, initial_epoch)
-        return self.history
+        validation_batch_size = (None if validation_batch_size is None
+                                 else validation.batch_size(validation_batch_size, "fit: validation_batch_size"))
+        return training.fit(self, x, y, sample_weight, held_out, batch_size, epochs, verbose, callbacks, shuffle,
+                            initial_epoch, steps_per_epoch, validation_steps, validation_batch_size, validation_freq)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (and accuracy, if compiled with metrics) on (x, y), in inference mode."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and the metrics, if compiled with some) on (x, y), in inference mode."""
         self._require_compiled("evaluate")
         batch_size = validation.batch_size(batch_size, "evaluate")
         verbose = validation.verbose(verbose)
+        steps = validation.steps(steps, "evaluate: steps")
         x = validation.inputs(self, x, "evaluate")
         y = validation.targets(self, y, len(x), "evaluate")
-        bar = ProgressBar(-(-len(x) // batch_size), verbose)
-        loss, accuracy = training.evaluate(self, x, y, batch_size, bar)
-        if return_dict:
-            return {"loss": loss, **{m: accuracy for m in self.metrics}}
-        return [loss] + [accuracy] * len(self.metrics) if self.metrics else loss
+        sample_weight = validation.sample_weights(self, sample_weight, len(x), "evaluate")
+        logs = training.evaluate(self, x, y, sample_weight, batch_size, steps, verbose, callbacks)
+        return logs if return_dict else training.flat(logs)
 
     def predict(self, x, batch_size=None, verbose="auto"):
         """The model's outputs for x, in inference mode (dropout off), batch by batch."""

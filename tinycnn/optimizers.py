@@ -4,10 +4,19 @@
 nothing: it first checks that every new weight would be finite, and only then writes. A key
 is (layer name, weight name), e.g. ("conv2d", "kernel"); per-weight state (momentum, running
 averages) is kept under it.
+
+learning_rate is a number, or a schedule (tinycnn.optimizers.schedules): then each step uses
+schedule(iterations), iterations = the steps taken before it (0 for the first), as in Keras.
 """
+import sys
+
 import numpy as np
 
+from . import schedules
 from .backend import K
+from .schedules import LearningRateSchedule
+
+sys.modules[__name__ + ".schedules"] = schedules    # so that `from tinycnn.optimizers.schedules import ...` works
 
 
 def check_fraction(value, arg, kind):
@@ -30,13 +39,34 @@ def check_epsilon(value, kind):
 
 class Optimizer:
     def __init__(self, learning_rate):
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating)) \
-                or not learning_rate > 0 or not np.isfinite(learning_rate):
-            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number; "
-                             f"received {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
         self.iterations = 0      # steps taken so far
         self.state = {}          # key -> dict of arrays shaped like the weight
+        self._learning_rate = None
+        self.learning_rate = learning_rate
+
+    @property
+    def learning_rate(self):
+        """The rate the next step uses: a float (a schedule's value at step `iterations`)."""
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        """A positive number, or a schedule (callbacks such as ReduceLROnPlateau set numbers)."""
+        kind = type(self).__name__
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            raise TypeError(f"{kind}: this optimizer was created with a learning-rate schedule "
+                            f"({type(self._learning_rate).__name__}), so its learning_rate cannot be set to a "
+                            f"number; create the optimizer with a number learning_rate instead")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not value > 0 or not np.isfinite(value):
+            raise ValueError(f"{kind}: learning_rate must be a positive number or a "
+                             f"tinycnn.optimizers.schedules.LearningRateSchedule; received {value!r}")
+        self._learning_rate = float(value)
 
     def slot(self, key, p, *names):
         if key not in self.state:

@@ -94,19 +94,97 @@ def epochs(value):
     return int(value)
 
 
-def split_validation(x, y, validation_split):
-    """Keras's validation_split: the LAST fraction of the samples, before any shuffling."""
-    if not isinstance(validation_split, (int, float, np.floating)) or not 0 < validation_split < 1:
+def split_validation(arrays, validation_split):
+    """Keras's validation_split: the LAST fraction of the samples, before any shuffling.
+
+    The first floor(n * (1 - validation_split)) samples train, the rest validate: 1,005 samples
+    with validation_split=0.1 train on 904 and validate on 101. `arrays` = (x, y, sample_weight),
+    any of them None, all cut at the same place.
+    """
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.integer, np.floating)) \
+            or not 0 <= validation_split < 1:
         raise ValueError(f"fit: validation_split must be in [0, 1); received {validation_split!r}")
-    cut = len(x) - int(len(x) * validation_split)
-    if cut == 0 or cut == len(x):
+    n = len(arrays[0])
+    cut = int(np.floor(n * (1.0 - validation_split)))
+    if cut == 0 or cut == n:
         raise ValueError(f"fit: validation_split={validation_split} leaves an empty training "
-                         f"or validation set for {len(x)} samples")
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+                         f"or validation set for {n} samples")
+    return (tuple(None if a is None else a[:cut] for a in arrays),
+            tuple(None if a is None else a[cut:] for a in arrays))
 
 
 def validation_pair(model, validation_data):
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-    x_val = inputs(model, validation_data[0], "fit (validation_data)")
-    return x_val, targets(model, validation_data[1], len(x_val), "fit (validation_data)")
+    """validation_data = (x_val, y_val) or (x_val, y_val, val_sample_weight), checked like x, y."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                         "val_sample_weight)")
+    what = "fit (validation_data)"
+    x_val = inputs(model, validation_data[0], what)
+    y_val = targets(model, validation_data[1], len(x_val), what)
+    weights = sample_weights(model, validation_data[2], len(x_val), what) if len(validation_data) == 3 else None
+    return x_val, y_val, weights
+
+
+def sample_weights(model, weights, n, what):
+    """One finite, non-negative weight per sample, shape (n,) (or (n, 1)), as float32; None stays None."""
+    if weights is None:
+        return None
+    where = f"{model.name}.{what}"
+    w = as_array(weights, f"{where}: sample_weight")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: sample_weight must be numeric; received dtype {w.dtype}")
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{where}: sample_weight must hold one weight per sample, shape ({n},); "
+                         f"received shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{where}: sample_weight must be finite and non-negative; received values "
+                         f"from {w.min()} to {w.max()}")
+    return w.astype(np.float32)
+
+
+def class_weights(model, weights, y, sample_weight, what):
+    """Keras's class_weight: {class: weight} -> one weight per sample, by the sample's class.
+
+    The class of a sample is its label, or the argmax of its one-hot row (a single output column:
+    its value rounded, 0 or 1). Classes missing from the dict weigh 1. Without class_weight,
+    sample_weight is returned as it is; both at once are refused, as in Keras.
+    """
+    where = f"{model.name}.{what}"
+    if weights is None:
+        return sample_weight
+    if sample_weight is not None:
+        raise ValueError(f"{where}: give class_weight or sample_weight, not both (as in Keras); to "
+                         f"combine them, multiply the class weights into sample_weight yourself")
+    if not isinstance(weights, dict):
+        raise TypeError(f"{where}: class_weight must be a dict {{class index: weight}}; received {weights!r}")
+    for c, w in weights.items():
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+            raise ValueError(f"{where}: class_weight's keys must be class indices (integers >= 0); "
+                             f"received key {c!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(w) or w < 0:
+            raise ValueError(f"{where}: class_weight[{c}] must be a finite number >= 0; received {w!r}")
+    labels = y if y.ndim == 1 else y[:, 0] if y.shape[-1] == 1 else y.argmax(axis=-1)
+    labels = np.round(labels).astype(np.int64)
+    return np.array([weights.get(int(c), 1.0) for c in labels], dtype=np.float32)
+
+
+def steps(value, arg):
+    """steps_per_epoch, validation_steps, evaluate's steps: None or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{arg} must be a positive integer or None; received {value!r}")
+    return int(value)
+
+
+def validation_freq(value):
+    """Validate every `value` epochs (an int), or after the epochs listed (1-based), as Keras."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    if isinstance(value, list) and all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in value):
+        return [int(e) for e in value]
+    raise ValueError(f"fit: validation_freq must be a positive integer or a list of epochs (1-based); "
+                     f"received {value!r}")
