@@ -240,3 +240,27 @@ def test_a_short_training_on_a_subset_learns(mnist_prepared):
     model.fit(x_train[:5000], y_train[:5000], batch_size=32, epochs=1, verbose=0)
     loss, accuracy = model.evaluate(x_test[:1000], y_test[:1000], verbose=0)
     assert accuracy >= 0.9 and loss < 0.5
+
+
+def test_pop_get_layer_and_build_with_a_none_batch():
+    """Keras's Sequential.pop(), get_layer(name=None, index=None) and build((None, ...))."""
+    model = Sequential([Conv2D(2, 3), Flatten(), Dense(3, name="head")])
+    model.build((None, 6, 6, 1))
+    assert model.output_shape == (None, 3) and model.input_shape == (None, 6, 6, 1)
+    assert model.get_layer("head") is model.layers[-1] and model.get_layer(index=0) is model.layers[0]
+    assert model.get_layer(index=-1).name == "head"
+    with pytest.raises(ValueError, match="no layer named 'tail'.*'head'"):
+        model.get_layer("tail")
+    with pytest.raises(ValueError, match="not both"):
+        model.get_layer("head", 0)
+    with pytest.raises(ValueError, match="out of range"):
+        model.get_layer(index=3)
+    x = np.random.default_rng(0).random((4, 6, 6, 1), dtype=np.float32)
+    assert model.predict(x, verbose=0).shape == (4, 3)
+    head = model.pop()
+    assert head.name == "head" and model.output_shape == (None, 32)
+    assert model.predict(x, verbose=0).shape == (4, 32)              # the plan follows the new layers
+    with pytest.raises(ValueError, match="input_shape"):
+        Sequential([Dense(2)]).build((None, None, 3))
+    with pytest.raises(ValueError, match="no layers to remove"):
+        Sequential().pop()

@@ -22,7 +22,7 @@ from . import training, validation
 from . import weights as weights_file
 from .layers import InputLayer, Layer
 from .layers.activations import LogitsGradient, SoftmaxFn
-from .layers.base import shape_str
+from .layers.base import check_shape, shape_str
 from .progress import ProgressBar
 from .training import History, NonFiniteLossError  # noqa: F401  (part of the public API)
 from .utils import unique_name
@@ -73,9 +73,38 @@ class Sequential:
                 self.layers.pop()                  # a layer that does not fit is not added
                 raise
 
+    def pop(self):
+        """Remove the last layer and return it, as Keras's Sequential.pop()."""
+        if not self.layers:
+            raise ValueError(f"{self.name}.pop: there are no layers to remove")
+        self._plan_cache = None
+        return self.layers.pop()
+
+    def get_layer(self, name=None, index=None):
+        """The layer with this name, or at this index (as Keras: give exactly one of the two)."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self.name}.get_layer: give either name= or index=, not "
+                             f"{'both' if name is not None else 'neither'}")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"{self.name}.get_layer: index must be an integer; received {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"{self.name}.get_layer: index {index} is out of range for a model "
+                                 f"of {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}.get_layer: no layer named {name!r}; the layers are "
+                         f"{', '.join(repr(layer.name) for layer in self.layers) or 'none'}")
+
     def build(self, input_shape):
-        """Build every layer from the input shape (batch excluded), checking each fits the next."""
+        """Build every layer from the input shape, checking each fits the next. The shape may
+        leave out the batch, (28, 28, 1), or give it as None, (None, 28, 28, 1), as Keras's does."""
         shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        shape = check_shape(shape, f"{self.name}.build: input_shape")
         previous, self.input_shape_ = self.input_shape_, shape
         built_here = []
         try:
