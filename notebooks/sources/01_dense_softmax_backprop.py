@@ -113,12 +113,15 @@ print("dL/dz = (p - y) / N =\n", dz, dz.shape)
 # The unfused route gives the same numbers: first $\partial L / \partial p = -y / (N p)$, then the
 # softmax's Jacobian-vector product $\partial L/\partial z = p \odot (g - \sum_k g_k p_k)$ for $g = \partial L / \partial p$.
 # tinycnn has both pieces: `losses.CategoricalCrossentropy.gradient` and the softmax activation's `backward`.
+# (Like Keras, tinycnn's loss first divides each row of p by its sum, so its gradient is $-y/(Np)$ plus
+# $1/N$ on every entry of a one-hot row; the softmax's Jacobian sends a constant per row to zero, so
+# $\partial L/\partial z$ is the same.)
 
 # %%
 from tinycnn.layers.activations import SoftmaxFn
 from tinycnn.losses import CategoricalCrossentropy
 
-dL_dp = CategoricalCrossentropy().gradient(y, p)        # (N, K), -y / p / N
+dL_dp = CategoricalCrossentropy().gradient(y, p)        # (N, K), (1 - y / p) / N for one-hot y
 dz_unfused = SoftmaxFn().backward(dL_dp, p)              # (N, K), through the Jacobian
 print("unfused dL/dz =\n", dz_unfused)
 print(f"relative error vs (p - y) / N: {rel_error(dz_unfused, dz):.1e}")
