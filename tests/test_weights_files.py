@@ -269,3 +269,16 @@ def test_any_damage_is_either_refused_or_harmless(saved, tmp_path, data):
         assert same(fresh.get_weights(), start)
     else:
         assert same(fresh.get_weights(), weights)
+
+
+@pytest.mark.parametrize("name", ["m.weights.h5", "m.h5", "model.keras", "M.HDF5"])
+def test_keras_file_names_are_refused_not_written_as_npz(tmp_path, name):
+    """save_weights("m.weights.h5") used to write a zip under an HDF5 name; now it says what to use."""
+    model = Sequential([Dense(2, input_shape=(3,))])
+    path = tmp_path / name
+    with pytest.raises(ValueError, match=r"cannot write yet.*'\.weights\.npz'"):
+        model.save_weights(path)
+    assert not path.exists()
+    path.write_bytes(b"not ours")
+    with pytest.raises(ValueError, match=r"cannot read yet.*'\.weights\.npz'"):
+        model.load_weights(path)

@@ -30,11 +30,20 @@ def names(model):
     return [f"{i}.{type(layer).__name__}.{key}" for i, layer in enumerate(model.layers) for key in layer.params]
 
 
+def check_format(path, what):
+    """Keras's own file names are refused rather than written in another format under them."""
+    if path.lower().endswith((".h5", ".hdf5", ".keras")):
+        raise ValueError(f"{what}: {path!r} names a Keras HDF5/.keras file, which tinycnn cannot "
+                         f"{'write' if what.endswith('save_weights') else 'read'} yet; it keeps weights "
+                         f"in an .npz archive: use a name ending in '.weights.npz'")
+
+
 def save(model, path):
     """Write every weight to `path` (an .npz archive; conventionally *.weights.npz), atomically."""
     if not model.built:
         raise ValueError(f"{model.name} is not built yet, so it has no weights to save")
     path = os.fspath(path)
+    check_format(path, f"{model.name}.save_weights")
     arrays = dict(zip(names(model), model.get_weights()))
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -58,6 +67,7 @@ def load(model, path):
     if not model.built:
         raise ValueError(f"{model.name} is not built yet: build it (input_shape=...) before load_weights()")
     path = os.fspath(path)
+    check_format(path, f"{model.name}.load_weights")
     if not os.path.isfile(path):
         raise MissingWeightsFileError(f"load_weights: no weights file at {path!r}")
     expected = names(model)
