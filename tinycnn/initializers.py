@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .utils import rng
+from .utils import Configurable, rng
 
 TRUNCATED_STD = 0.87962566103423978     # std of N(0, 1) cut at +-2 standard deviations
 
@@ -57,7 +57,7 @@ def _number(value, arg, owner, positive=False):
     return float(value)
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: __call__(shape, dtype=None) -> a new array of that shape (float32 by default)."""
 
     def __call__(self, shape, dtype=None):
@@ -72,13 +72,6 @@ class Initializer:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 def _shape(shape, owner):

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from .utils import Configurable
+
 
 def _factor(value, arg, owner):
     """A penalty factor: a finite number >= 0 (None means the default, as in Keras)."""
@@ -25,7 +27,7 @@ def _factor(value, arg, owner):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: __call__(w) -> the penalty (a float), gradient(w) -> d penalty / dw (w's shape)."""
 
     def __call__(self, w):
@@ -33,16 +35,6 @@ class Regularizer:
 
     def gradient(self, w):
         return np.zeros_like(w)
-
-    def get_config(self):
-        raise NotImplementedError(f"{type(self).__name__} must define get_config()")
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 class L1L2(Regularizer):

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .utils import Configurable
+
 
 def _number(value, what, positive=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
@@ -33,21 +35,11 @@ def _step(step, kind):
     return float(step)
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """Base class: a subclass defines __call__(step) -> learning rate, and get_config()."""
 
     def __call__(self, step):
         raise NotImplementedError(f"{type(self).__name__} must define __call__(step)")
-
-    def get_config(self):
-        raise NotImplementedError(f"{type(self).__name__} must define get_config()")
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 class ExponentialDecay(LearningRateSchedule):

@@ -108,3 +108,18 @@ def to_categorical(y, num_classes=None):
     out = np.zeros(y.shape + (int(num_classes),), dtype=np.float32)
     np.put_along_axis(out, y[..., None], 1.0, axis=-1)
     return out
+
+
+class Configurable:
+    """Keras's config protocol: get_config() gives the constructor's arguments, from_config(config)
+    rebuilds the object, and the repr shows them (initializers, regularizers, schedules)."""
+
+    def get_config(self):
+        raise NotImplementedError(f"{type(self).__name__} must define get_config()")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
