@@ -240,8 +240,8 @@ class Scale(Layer):
         return dout * self.alpha
 
 
-class CountingDense(Dense):
-    """A Dense whose own forward counts its calls: the fast plan must run it, not fuse it."""
+class Counting:
+    """Mixed into a layer: its own forward counts its calls, so the fast plan must run it, not fuse it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -252,16 +252,12 @@ class CountingDense(Dense):
         return super().forward(x, training)
 
 
-class CountingDropout(Dropout):
-    """A Dropout whose own forward counts its calls (and draws its own seed, in the layers' order)."""
+class CountingDense(Counting, Dense):
+    """A Dense that counts its forward calls."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls = 0
 
-    def forward(self, x, training=False):
-        self.calls += 1
-        return super().forward(x, training)
+class CountingDropout(Counting, Dropout):
+    """A Dropout that counts its forward calls (and draws its own seed, in the layers' order)."""
 
 
 CUSTOM_MODELS = {
