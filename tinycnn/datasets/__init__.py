@@ -1,4 +1,8 @@
-"""Datasets shipped with tinycnn: `from tinycnn.datasets import mnist; mnist.load_data()`."""
-from . import mnist
+"""Datasets with Keras's API: `from tinycnn.datasets import mnist; mnist.load_data()`.
 
-__all__ = ["mnist"]
+MNIST ships inside the package; Fashion-MNIST, CIFAR-10 and CIFAR-100 are downloaded on first
+use, checked against pinned SHA-256 sums and cached (see download.py).
+"""
+from . import cifar10, cifar100, fashion_mnist, mnist
+
+__all__ = ["mnist", "fashion_mnist", "cifar10", "cifar100"]
