@@ -16,7 +16,7 @@ import tinycnn
 from tinycnn import callbacks as C
 from tinycnn import validation
 from tinycnn.layers import Dense
-from tinycnn.models import History, NonFiniteLossError, Sequential
+from tinycnn.models import History, NonFiniteLossError, Sequential, load_model
 from tinycnn.optimizers import SGD, Adam, schedules
 
 
@@ -274,9 +274,17 @@ def test_model_checkpoint_every_n_batches(tmp_path):
                                                           "e2b4.weights.npz"]
 
 
-def test_model_checkpoint_refuses_whole_model_saving_with_a_way_out():
-    with pytest.raises(ValueError, match=r"cannot save whole models.*\.keras.*save_weights_only=True"):
-        C.ModelCheckpoint("model.keras")
+def test_model_checkpoint_saves_whole_models_and_refuses_a_name_that_says_otherwise(tmp_path):
+    x, y = data(10)
+    m = model()
+    m.fit(x, y, epochs=2, batch_size=5, verbose=0, callbacks=[C.ModelCheckpoint(str(tmp_path / "m{epoch}.keras"))])
+    again = load_model(tmp_path / "m2.keras")                 # the whole model, at the end of epoch 2
+    assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), m.get_weights()))
+    assert again.optimizer.iterations == m.optimizer.iterations == 4
+    with pytest.raises(ValueError, match=r"save_weights_only=False.*must end in '\.keras'"):
+        C.ModelCheckpoint("w.weights.npz")
+    with pytest.raises(ValueError, match=r"save_weights_only=True.*'\.weights\.h5' or '\.weights\.npz'"):
+        C.ModelCheckpoint("m.keras", save_weights_only=True)
     with pytest.raises(ValueError, match="save_freq"):
         C.ModelCheckpoint("w.weights.npz", save_weights_only=True, save_freq=0)
     with pytest.raises(KeyError, match="val_auc"):

@@ -271,14 +271,12 @@ def test_any_damage_is_either_refused_or_harmless(saved, tmp_path, data):
         assert same(fresh.get_weights(), weights)
 
 
-@pytest.mark.parametrize("name", ["m.weights.h5", "m.h5", "model.keras", "M.HDF5"])
-def test_keras_file_names_are_refused_not_written_as_npz(tmp_path, name):
-    """save_weights("m.weights.h5") used to write a zip under an HDF5 name; now it says what to use."""
+def test_a_keras_model_name_is_refused_for_weights_with_the_way_out(tmp_path):
     model = Sequential([Dense(2, input_shape=(3,))])
-    path = tmp_path / name
-    with pytest.raises(ValueError, match=r"cannot write yet.*'\.weights\.npz'"):
+    path = tmp_path / "model.keras"
+    with pytest.raises(ValueError, match=r"whole-model \.keras file; use model\.save"):
         model.save_weights(path)
     assert not path.exists()
     path.write_bytes(b"not ours")
-    with pytest.raises(ValueError, match=r"cannot read yet.*'\.weights\.npz'"):
+    with pytest.raises(ValueError, match=r"whole-model \.keras file"):
         model.load_weights(path)

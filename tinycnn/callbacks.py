@@ -293,8 +293,9 @@ class ModelCheckpoint(MonitorCallback):
     """Save the weights after every epoch (or every save_freq batches), or only when `monitor` improves.
 
     filepath may hold placeholders, filled from the epoch (from 1) and the logs, e.g.
-    "ckpt/{epoch:02d}-{val_loss:.2f}.weights.npz". Missing folders are created.
-    tinycnn saves weights only (model.save_weights, an .npz archive): save_weights_only=True is required.
+    "ckpt/{epoch:02d}-{val_loss:.2f}.keras". Missing folders are created. As in Keras, the name
+    says what is saved: the whole model ("*.keras", model.save) or, with save_weights_only=True,
+    the weights ("*.weights.h5", or tinycnn's "*.weights.npz"; model.save_weights).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
@@ -304,17 +305,16 @@ class ModelCheckpoint(MonitorCallback):
             self.filepath = os.fspath(filepath)
         except TypeError:
             raise TypeError(f"ModelCheckpoint: filepath must be a path (a str); received {filepath!r}") from None
-        if not save_weights_only:
-            raise ValueError(
-                f"ModelCheckpoint: tinycnn cannot save whole models (Keras's .keras files), so "
-                f"save_weights_only=False is not supported (filepath={self.filepath!r}). Use "
-                f"ModelCheckpoint('{{epoch:02d}}.weights.npz', save_weights_only=True), then rebuild the "
-                f"model in code and call model.load_weights(path).")
+        endings = (".weights.h5", ".weights.npz") if save_weights_only else (".keras",)
+        if not self.filepath.endswith(endings):
+            raise ValueError(f"ModelCheckpoint: with save_weights_only={bool(save_weights_only)}, the filepath "
+                             f"must end in {' or '.join(map(repr, endings))}; received filepath={self.filepath!r}")
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer))
                                      or save_freq <= 0):
             raise ValueError(f"ModelCheckpoint: save_freq must be 'epoch' or a positive number of batches; "
                              f"received {save_freq!r}")
-        self.verbose, self.save_best_only, self.save_weights_only = verbose, bool(save_best_only), True
+        self.verbose, self.save_best_only = verbose, bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
         self.save_freq = save_freq
         self._batches_since_save, self._last_batch, self._epoch = 0, None, 0
 
@@ -372,7 +372,7 @@ class ModelCheckpoint(MonitorCallback):
             folder = os.path.dirname(path)
             if folder:
                 os.makedirs(folder, exist_ok=True)
-            self.model.save_weights(path)
+            (self.model.save_weights if self.save_weights_only else self.model.save)(path)
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
 

@@ -73,6 +73,15 @@ class Initializer(Configurable):
     def get_config(self):
         return {}
 
+    @classmethod
+    def from_config(cls, config):
+        """As Configurable's, also taking Keras 3.15's input_axes/output_axes (fans of ordinary layouts: None)."""
+        config = dict(config)
+        for axes in ("input_axes", "output_axes"):
+            if config.pop(axes, None) is not None:
+                raise ValueError(f"{cls.__name__}: {axes} other than None is not supported by tinycnn")
+        return cls(**config)
+
 
 def _shape(shape, owner):
     if isinstance(shape, (int, np.integer)):

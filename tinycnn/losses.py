@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from .utils import init_config
+
 EPSILON = 1e-7   # Keras clips probabilities to [eps, 1 - eps] before the log
 
 
@@ -89,6 +91,17 @@ class Loss:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+    def get_config(self):
+        """The constructor's arguments, as Keras's Loss.get_config()."""
+        return init_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.pop("dtype", None) not in (None, "float32"):
+            raise ValueError(f"{cls.__name__}: only dtype='float32' is supported")
+        return cls(**config)
 
     def _prepare(self, y_true, y_pred):
         """(y_true, y_pred) as float arrays of one shape (Keras's rank adjustment), or a clear error."""
@@ -393,7 +406,7 @@ def get(identifier):
     if isinstance(identifier, str) and identifier.lower() in _BY_LOWER:
         return _BY_LOWER[identifier.lower()]()
     if isinstance(identifier, dict) and identifier.get("class_name") in LOSSES:
-        return LOSSES[identifier["class_name"]](**identifier.get("config", {}))
+        return LOSSES[identifier["class_name"]].from_config(identifier.get("config", {}))
     try:
         if identifier in FUNCTIONS:
             return FUNCTIONS[identifier]()

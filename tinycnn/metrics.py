@@ -26,7 +26,7 @@ import numpy as np
 
 from . import losses
 from .losses import same_rank
-from .utils import unique_name
+from .utils import init_config, unique_name
 
 
 def _snake(name):
@@ -117,6 +117,17 @@ class Metric:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+    def get_config(self):
+        """The constructor's arguments, as Keras's Metric.get_config()."""
+        return {**init_config(self, getattr(self, "fn_kwargs", None)), "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.pop("dtype", None) not in (None, "float32"):
+            raise ValueError(f"{cls.__name__}: only dtype='float32' is supported")
+        return cls(**config)
 
 
 class Mean(Metric):
@@ -342,7 +353,7 @@ def get(identifier):
     if isinstance(identifier, str) and identifier.lower() in _BY_LOWER:
         return _BY_LOWER[identifier.lower()]()
     if isinstance(identifier, dict) and identifier.get("class_name") in METRICS:
-        return METRICS[identifier["class_name"]](**identifier.get("config", {}))
+        return METRICS[identifier["class_name"]].from_config(identifier.get("config", {}))
     if callable(identifier) and not isinstance(identifier, type) and hasattr(identifier, "__code__"):
         return identifier                      # a Python function: compile wraps it in a MeanMetricWrapper
     raise _unknown(identifier)

@@ -37,8 +37,24 @@ def check_epsilon(value, kind):
     return float(value)
 
 
+# Keras's optimizer arguments that tinycnn has only at these values (weight decay, clipping, EMA, ...)
+KERAS_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                  "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+                  "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
+
 class Optimizer:
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate, name=None, **keras_args):
+        kind = type(self).__name__
+        for arg, value in keras_args.items():
+            if arg not in KERAS_DEFAULTS:
+                raise TypeError(f"{kind}: unexpected keyword argument {arg!r}")
+            if value != KERAS_DEFAULTS[arg] and arg != "ema_momentum":     # ema_momentum matters only with use_ema
+                raise ValueError(f"{kind}: {arg}={value!r} is not supported by tinycnn "
+                                 f"(only {arg}={KERAS_DEFAULTS[arg]!r})")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{kind}: name must be a string; received {name!r}")
+        self.name = name or kind.lower()
         self.iterations = 0      # steps taken so far
         self.state = {}          # key -> dict of arrays shaped like the weight
         self._learning_rate = None
@@ -67,6 +83,28 @@ class Optimizer:
             raise ValueError(f"{kind}: learning_rate must be a positive number or a "
                              f"tinycnn.optimizers.schedules.LearningRateSchedule; received {value!r}")
         self._learning_rate = float(value)
+
+    def get_config(self):
+        """Keras's optimizer config: the name, the learning rate (or its schedule's config), the rest."""
+        from .layers.base import serialized
+        rate = self._learning_rate
+        return {"name": self.name, "learning_rate": serialized(rate) if isinstance(rate, LearningRateSchedule)
+                else rate, **KERAS_DEFAULTS, **self.hyperparameters()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        rate = config.get("learning_rate")
+        if isinstance(rate, dict):
+            config["learning_rate"] = schedules.get(rate)
+        return cls(**config)
+
+    def hyperparameters(self):
+        """The subclass's own arguments, for get_config."""
+        return {}
+
+    # The state Keras keeps per trained weight, in the order of its variables
+    SLOTS = ()
 
     def slot(self, key, p, *names):
         if key not in self.state:
@@ -103,9 +141,13 @@ class SGD(Optimizer):
     """p <- p - lr * g; with momentum: v <- momentum * v - lr * g, p <- p + v
     (Nesterov: p <- p + momentum * v - lr * g)."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.momentum, self.nesterov = check_fraction(momentum, "momentum", "SGD"), bool(nesterov)
+        self.SLOTS = ("velocity",) if self.momentum else ()
+
+    def hyperparameters(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
 
     def update(self, key, p, g, t, write):
         lr = self.learning_rate
@@ -120,9 +162,17 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """v <- rho * v + (1 - rho) * g^2;  p <- p - lr * g / (sqrt(v) + eps)."""
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7):
-        super().__init__(learning_rate)
+    SLOTS = ("v",)
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.rho, self.epsilon = check_fraction(rho, "rho", "RMSprop"), check_epsilon(epsilon, "RMSprop")
+        if momentum != 0 or centered:
+            raise ValueError(f"RMSprop: momentum={momentum!r} and centered={centered!r} are not supported by "
+                             f"tinycnn (only momentum=0.0, centered=False)")
+
+    def hyperparameters(self):
+        return {"rho": self.rho, "momentum": 0.0, "epsilon": self.epsilon, "centered": False}
 
     def update(self, key, p, g, t, write):
         v = self.slot(key, p, "v")["v"]
@@ -139,11 +189,18 @@ class Adam(Optimizer):
         p <- p - lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate)
+    SLOTS = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.beta_1 = check_fraction(beta_1, "beta_1", "Adam")
         self.beta_2 = check_fraction(beta_2, "beta_2", "Adam")
         self.epsilon = check_epsilon(epsilon, "Adam")
+        if amsgrad:
+            raise ValueError("Adam: amsgrad=True is not supported by tinycnn (only amsgrad=False)")
+
+    def hyperparameters(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": False}
 
     def update(self, key, p, g, t, write):
         lr_t = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)   # bias correction
@@ -162,6 +219,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
         return OPTIMIZERS[identifier.lower()]()
+    if isinstance(identifier, dict) and str(identifier.get("class_name")).lower() in OPTIMIZERS:
+        return OPTIMIZERS[identifier["class_name"].lower()].from_config(identifier.get("config") or {})
     hint = ""
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
         hint = f" (the class was given: create an instance, {identifier.__name__}())"

@@ -137,3 +137,13 @@ class CosineDecay(LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "alpha": self.alpha, "name": self.name, "warmup_target": self.warmup_target,
                 "warmup_steps": self.warmup_steps}
+
+
+def get(identifier):
+    """A schedule from Keras's config dict {'class_name': 'ExponentialDecay', 'config': {...}}; objects pass."""
+    if isinstance(identifier, LearningRateSchedule):
+        return identifier
+    known = {cls.__name__: cls for cls in (ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay, CosineDecay)}
+    if isinstance(identifier, dict) and identifier.get("class_name") in known:
+        return known[identifier["class_name"]].from_config(identifier.get("config") or {})
+    raise ValueError(f"unknown learning-rate schedule {identifier!r}; expected one of {', '.join(known)}")

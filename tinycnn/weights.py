@@ -1,4 +1,5 @@
 """Weights files: every weight of a model in one .npz archive, written atomically, read safely.
+(Names ending in .h5 go to Keras's HDF5 layout instead: tinycnn/saving.py.)
 
     save(model, "m.weights.npz")      a temporary file, flushed to disk, then renamed over the target
     load(model, "m.weights.npz")      names and shapes checked against the model; no pickle, ever
@@ -30,12 +31,16 @@ def names(model):
     return [f"{i}.{type(layer).__name__}.{key}" for i, layer in enumerate(model.layers) for key in layer.params]
 
 
+def is_h5(path):
+    """'.weights.h5' (and '.h5', '.hdf5') name Keras's HDF5 weights files: tinycnn/saving.py writes those."""
+    return path.lower().endswith((".h5", ".hdf5"))
+
+
 def check_format(path, what):
-    """Keras's own file names are refused rather than written in another format under them."""
-    if path.lower().endswith((".h5", ".hdf5", ".keras")):
-        raise ValueError(f"{what}: {path!r} names a Keras HDF5/.keras file, which tinycnn cannot "
-                         f"{'write' if what.endswith('save_weights') else 'read'} yet; it keeps weights "
-                         f"in an .npz archive: use a name ending in '.weights.npz'")
+    """A whole-model name is refused rather than written as weights under it."""
+    if path.lower().endswith(".keras"):
+        raise ValueError(f"{what}: {path!r} names a whole-model .keras file; use model.save({path!r}) for "
+                         f"that, or a name ending in '.weights.h5' or '.weights.npz' for the weights alone")
 
 
 def save(model, path):
@@ -44,6 +49,9 @@ def save(model, path):
         raise ValueError(f"{model.name} is not built yet, so it has no weights to save")
     path = os.fspath(path)
     check_format(path, f"{model.name}.save_weights")
+    if is_h5(path):
+        from . import saving
+        return saving.save_weights_h5(model, path)
     arrays = dict(zip(names(model), model.get_weights()))
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -70,6 +78,9 @@ def load(model, path):
     check_format(path, f"{model.name}.load_weights")
     if not os.path.isfile(path):
         raise MissingWeightsFileError(f"load_weights: no weights file at {path!r}")
+    if is_h5(path):
+        from . import saving
+        return saving.load_weights_h5(model, path)
     expected = names(model)
     if not zipfile.is_zipfile(path):
         raise WeightsFileError(f"load_weights: {path!r} is not a weights file: expected an .npz "

@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, at_defaults
 
 
 class LogitsGradient:
@@ -195,6 +195,9 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = get_activation(activation, self)
 
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation.name}
+
     def forward(self, x, training=False):
         out = self.activation.forward(x)
         self.cache = (x if self.activation.needs_z else out) if training else None
@@ -207,15 +210,28 @@ class Activation(Layer):
 class ReLU(Activation):
     """max(x, 0) as a layer."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__("relu", **kwargs)
+        at_defaults(self, max_value=(max_value, None), negative_slope=(negative_slope, 0.0),
+                    threshold=(threshold, 0.0))
+
+    def get_config(self):
+        config = {**super().get_config(), "max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+        del config["activation"]
+        return config
 
 
 class Softmax(Activation):
     """Softmax over the last axis as a layer."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, axis=-1, **kwargs):
         super().__init__("softmax", **kwargs)
+        at_defaults(self, axis=(axis, -1))
+
+    def get_config(self):
+        config = {**super().get_config(), "axis": -1}
+        del config["activation"]
+        return config
 
 
 class LeakyReLU(Activation):
@@ -233,3 +249,8 @@ class LeakyReLU(Activation):
             raise ValueError(f"{self}: negative_slope must be a finite number >= 0; received {negative_slope!r}")
         self.negative_slope = float(negative_slope)
         self.activation = LeakyRelu(self.negative_slope)
+
+    def get_config(self):
+        config = {**super().get_config(), "negative_slope": self.negative_slope}
+        del config["activation"]
+        return config

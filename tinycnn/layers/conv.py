@@ -13,9 +13,9 @@ Backward, the same product differentiated, then folded back onto the image (K.co
 """
 from ..backend import K
 from .activations import get_activation
-from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, pair,
+from .base import (Layer, at_defaults, check_initializer, check_padding, check_positive_int, initialize, pair,
                    window_shapes)
-from .dense import add_regularizers
+from .dense import add_regularizers, weight_config
 
 
 class Conv2D(Layer):
@@ -37,7 +37,7 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, data_format=None, dilation_rate=(1, 1),
-                 **kwargs):
+                 groups=1, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_positive_int(filters, "filters", self)
         self.kernel_size = pair(kernel_size, "kernel_size", self)
@@ -52,6 +52,14 @@ class Conv2D(Layer):
             raise ValueError(f"{self}: only data_format='channels_last' (NHWC) is supported; received {data_format!r}")
         if pair(dilation_rate, "dilation_rate", self) != (1, 1):
             raise ValueError(f"{self}: dilation_rate other than 1 is not supported; received {dilation_rate!r}")
+        at_defaults(self, groups=(groups, 1), kernel_constraint=(kernel_constraint, None),
+                    bias_constraint=(bias_constraint, None))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "data_format": "channels_last",
+                "dilation_rate": (1, 1), "groups": 1, "activation": self.activation.name,
+                "use_bias": self.use_bias, **weight_config(self)}
 
     def compute_output_shape(self, input_shape):
         (OH, OW), self.pads = window_shapes(self, input_shape, self.kernel_size, self.strides, self.padding)

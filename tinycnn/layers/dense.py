@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import regularizers
 from .activations import get_activation
-from .base import Layer, check_initializer, check_positive_int, initialize, shape_str
+from .base import Layer, at_defaults, check_initializer, check_positive_int, initialize, serialized, shape_str
 
 
 def check_regularizer(value, arg, layer):
@@ -32,6 +32,15 @@ def add_regularizers(layer, kernel_regularizer, bias_regularizer):
             layer.regularizers[key] = penalty
 
 
+def weight_config(layer):
+    """The initializer and regularizer entries of a Dense or Conv2D config, as Keras writes them."""
+    return {"kernel_initializer": serialized(layer.kernel_initializer),
+            "bias_initializer": serialized(layer.bias_initializer),
+            "kernel_regularizer": serialized(layer.regularizers.get("kernel")),
+            "bias_regularizer": serialized(layer.regularizers.get("bias")),
+            "kernel_constraint": None, "bias_constraint": None}
+
+
 class Dense(Layer):
     """A fully connected layer, Keras's Dense.
 
@@ -46,14 +55,21 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, quantization_config=None, **kwargs):
         super().__init__(**kwargs)
+        at_defaults(self, kernel_constraint=(kernel_constraint, None), bias_constraint=(bias_constraint, None),
+                    quantization_config=(quantization_config, None))
         self.units = check_positive_int(units, "units", self)
         self.activation = get_activation(activation, self)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer", self)
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", self)
         add_regularizers(self, kernel_regularizer, bias_regularizer)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation.name,
+                "use_bias": self.use_bias, **weight_config(self)}
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 1:
@@ -88,6 +104,13 @@ class Dense(Layer):
 
 class Flatten(Layer):
     """(N, H, W, C) -> (N, H*W*C), in NHWC (row-major) order as Keras. Backward reshapes back."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        at_defaults(self, data_format=(data_format or "channels_last", "channels_last"))
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last"}
 
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)

@@ -35,6 +35,9 @@ class Dropout(Layer):
         self.seed = seed
         self.generator = None if seed is None else np.random.default_rng(seed)
 
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": None}
+
     def draw_seed(self):
         """The seed of this step's mask: from the layer's own generator, or tinycnn's (set_random_seed)."""
         return new_seed(self.generator)

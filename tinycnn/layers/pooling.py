@@ -26,6 +26,12 @@ from ..backend import K
 from .base import Layer, check_padding, pair, shape_str, window_shapes
 
 
+def window_config(layer):
+    """A 2-D pooling's config, as Keras writes it."""
+    return {**Layer.get_config(layer), "pool_size": layer.pool_size, "padding": layer.padding,
+            "strides": layer.strides, "data_format": "channels_last"}
+
+
 class MaxPooling2D(Layer):
     """Max pooling over NHWC images.
 
@@ -43,6 +49,9 @@ class MaxPooling2D(Layer):
         self.padding = check_padding(padding, self)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"{self}: only data_format='channels_last' (NHWC) is supported; received {data_format!r}")
+
+    def get_config(self):
+        return window_config(self)
 
     def compute_output_shape(self, input_shape):
         (OH, OW), self.pads = window_shapes(self, input_shape, self.pool_size, self.strides, self.padding,
@@ -102,6 +111,9 @@ class AveragePooling2D(Layer):
         self.padding = check_padding(padding, self)
         check_channels_last(data_format, self)
 
+    def get_config(self):
+        return window_config(self)
+
     def compute_output_shape(self, input_shape):
         (OH, OW), self.pads = window_shapes(self, input_shape, self.pool_size, self.strides, self.padding,
                                             arg="pool_size")
@@ -140,6 +152,9 @@ class GlobalPooling2D(Layer):
         if not isinstance(keepdims, (bool, np.bool_)):
             raise TypeError(f"{self}: keepdims must be True or False; received {keepdims!r}")
         self.keepdims = bool(keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
 
     def compute_output_shape(self, input_shape):
         check_rank4(self, input_shape)

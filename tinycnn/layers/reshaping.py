@@ -51,6 +51,9 @@ class ZeroPadding2D(Layer):
                              f"received {padding!r}")
         self.padding = pairs                                              # ((top, bottom), (left, right))
 
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "data_format": "channels_last"}
+
     def compute_output_shape(self, input_shape):
         check_rank4(self, input_shape)
         (top, bottom), (left, right) = self.padding
@@ -88,6 +91,9 @@ class Reshape(Layer):
             raise ValueError(f"{self}: target_shape may contain at most one -1; received {tuple(target_shape)}")
         self.target_shape = tuple(int(d) for d in target_shape)
 
+    def get_config(self):
+        return {**super().get_config(), "target_shape": self.target_shape}
+
     def compute_output_shape(self, input_shape):
         size, known = int(np.prod(input_shape)), int(np.prod([d for d in self.target_shape if d != -1]))
         if (-1 in self.target_shape and size % known) or (-1 not in self.target_shape and size != known):
@@ -116,6 +122,11 @@ class Rescaling(Layer):
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         self.scale, self.offset = self._constant(scale, "scale"), self._constant(offset, "offset")
+        self.given = (scale, offset)                  # for the config: not rounded to float32
+
+    def get_config(self):
+        plain = [float(v) if np.ndim(v) == 0 else np.asarray(v).tolist() for v in self.given]   # JSON numbers
+        return {**super().get_config(), "scale": plain[0], "offset": plain[1]}
 
     def _constant(self, value, arg):
         numeric = isinstance(value, (int, float, np.number, list, tuple, np.ndarray)) and not isinstance(value, bool)
@@ -178,6 +189,10 @@ class UpSampling2D(Layer):
             raise ValueError(f"{self}: interpolation must be 'nearest' or 'bilinear' (tinycnn has not Keras's "
                              f"'bicubic', 'lanczos3' or 'lanczos5'); received {interpolation!r}")
         self.interpolation = interpolation.lower()
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "data_format": "channels_last",
+                "interpolation": self.interpolation}
 
     def compute_output_shape(self, input_shape):
         check_rank4(self, input_shape)
