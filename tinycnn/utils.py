@@ -4,6 +4,7 @@
     set_random_seed(seed)            makes weight init, dropout and shuffling repeatable
     rng()                            the generator every random draw in tinycnn uses
     uniform(seed, shape)             random numbers in [0, 1) that any part of an array can compute alone
+    plot_model(model, ...), image_dataset_from_directory(directory, ...)   as Keras 3's (graph_plot.py, image_dataset.py)
 """
 import random
 from collections import defaultdict
@@ -123,3 +124,27 @@ class Configurable:
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+def init_config(obj, extra=None):
+    """get_config() for objects that keep each constructor argument under its own name:
+    {argument: obj.argument (or extra[argument], or its default)}, in the signature's order."""
+    import inspect
+    config = {}
+    for name, param in inspect.signature(type(obj).__init__).parameters.items():
+        if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            default = None if param.default is param.empty else param.default
+            config[name] = getattr(obj, name, (extra or {}).get(name, default))
+    return config
+
+
+def plot_model(model, *args, **kwargs):
+    """Keras 3's plot_model, drawn with matplotlib: see tinycnn/graph_plot.py."""
+    from .graph_plot import plot_model as plot         # here, not at the top: utils is imported by everything
+    return plot(model, *args, **kwargs)
+
+
+def image_dataset_from_directory(directory, *args, **kwargs):
+    """Keras 3's image_dataset_from_directory: see tinycnn/image_dataset.py."""
+    from .image_dataset import image_dataset_from_directory as load
+    return load(directory, *args, **kwargs)

@@ -5,6 +5,7 @@ raised here rather than from deep inside NumPy.
 """
 import numpy as np
 
+from . import outputs
 from .layers.base import shape_str
 
 
@@ -18,7 +19,20 @@ def as_array(data, what):
 
 
 def inputs(model, x, what):
-    """x as a finite float32 array of the model's input shape (building the model if needed)."""
+    """x as a finite float32 array of the model's input shape (building the model if needed).
+    A model of several inputs takes a list or a dict (by input name): then x is Arrays, each checked."""
+    shapes = getattr(model, "_input_shapes", None)
+    if shapes and len(shapes) > 1:
+        parts = [one_input(model, part, what, shape) for part, shape in
+                 zip(outputs.structure(model, x, model._input_names, what, "input"), shapes)]
+        if len({len(p) for p in parts}) > 1:
+            raise ValueError(f"{model.name}.{what}: every input must have the same number of samples; received "
+                             f"{', '.join(f'{n}: {len(p)}' for n, p in zip(model._input_names, parts))}")
+        return outputs.Arrays(parts)
+    return one_input(model, x, what)
+
+
+def one_input(model, x, what, expected=None):
     where = f"{model.name}.{what}"
     if x is None:
         raise ValueError(f"{where}: x is required")
@@ -31,7 +45,7 @@ def inputs(model, x, what):
         raise ValueError(f"{model.name} has no layers; add some before {what}()")
     if not model.built:
         model.build(x.shape[1:])
-    expected = tuple(model.input_shape_)
+    expected = tuple(model.input_shape_ if expected is None else expected)
     if x.shape[1:] != expected:
         hint = ""
         if x.shape[1:] == expected[:-1] and expected[-1] == 1:
@@ -54,7 +68,19 @@ def inputs(model, x, what):
 
 
 def targets(model, y, n, what):
-    """y checked against x's length and the loss's expectations (one-hot, labels, ...)."""
+    """y checked against x's length and the loss's expectations (one-hot, labels, ...).
+    A model of several outputs takes a list or a dict (by output name): then y is Arrays."""
+    if isinstance(model.loss, outputs.MultiLoss):
+        parts = [one_target(model, part, n, f"{what} (y[{name!r}])") for part, name in
+                 zip(outputs.structure(model, y, model._output_names, what, "target"), model._output_names)]
+        try:
+            return model.loss.check_targets(parts, model.output_shape)
+        except ValueError as err:
+            raise ValueError(f"{model.name}.{what}: {err}") from None
+    return one_target(model, y, n, what, check=True)
+
+
+def one_target(model, y, n, what, check=False):
     where = f"{model.name}.{what}"
     if y is None:
         raise ValueError(f"{where}: y is required")
@@ -66,6 +92,8 @@ def targets(model, y, n, what):
                          f"received {n} inputs and {0 if y.ndim == 0 else len(y)} targets")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{where}: y contains NaN or inf values")
+    if not check:
+        return y
     try:
         return model.loss.check_targets(y, model.output_shape)
     except ValueError as err:
@@ -104,13 +132,13 @@ def split_validation(arrays, validation_split):
     if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.integer, np.floating)) \
             or not 0 <= validation_split < 1:
         raise ValueError(f"fit: validation_split must be in [0, 1); received {validation_split!r}")
-    n = len(arrays[0])
+    n = outputs.rows(arrays[0])
     cut = int(np.floor(n * (1.0 - validation_split)))
     if cut == 0 or cut == n:
         raise ValueError(f"fit: validation_split={validation_split} leaves an empty training "
                          f"or validation set for {n} samples")
-    return (tuple(None if a is None else a[:cut] for a in arrays),
-            tuple(None if a is None else a[cut:] for a in arrays))
+    return (tuple(outputs.take(a, slice(None, cut)) for a in arrays),
+            tuple(outputs.take(a, slice(cut, None)) for a in arrays))
 
 
 def validation_pair(model, validation_data):
@@ -120,8 +148,8 @@ def validation_pair(model, validation_data):
                          "val_sample_weight)")
     what = "fit (validation_data)"
     x_val = inputs(model, validation_data[0], what)
-    y_val = targets(model, validation_data[1], len(x_val), what)
-    weights = sample_weights(model, validation_data[2], len(x_val), what) if len(validation_data) == 3 else None
+    y_val = targets(model, validation_data[1], outputs.rows(x_val), what)
+    weights = sample_weights(model, validation_data[2], outputs.rows(x_val), what) if len(validation_data) == 3 else None
     return x_val, y_val, weights
 
 
@@ -157,6 +185,9 @@ def class_weights(model, weights, y, sample_weight, what):
     if sample_weight is not None:
         raise ValueError(f"{where}: give class_weight or sample_weight, not both (as in Keras); to "
                          f"combine them, multiply the class weights into sample_weight yourself")
+    if isinstance(y, outputs.Arrays):
+        raise ValueError(f"{where}: class_weight is for models of one output (as in Keras); this one has "
+                         f"{len(y)}: give sample_weight instead")
     if not isinstance(weights, dict):
         raise TypeError(f"{where}: class_weight must be a dict {{class index: weight}}; received {weights!r}")
     for c, w in weights.items():
@@ -188,3 +219,53 @@ def validation_freq(value):
         return [int(e) for e in value]
     raise ValueError(f"fit: validation_freq must be a positive integer or a list of epochs (1-based); "
                      f"received {value!r}")
+
+
+def is_batches(data):
+    """True when data is an iterable of batches rather than array data, as fit/evaluate/predict read it.
+
+    Batches: a generator or iterator, an object that iterates (image_dataset_from_directory's
+    dataset, a torch DataLoader), or a list of tuples of NumPy arrays [(x, y), ...]. Arrays,
+    lists of samples, and anything NumPy converts (__array__) are array data.
+    """
+    if data is None or isinstance(data, (np.ndarray, str, bytes, dict)) or hasattr(data, "__array__"):
+        return False
+    if isinstance(data, (list, tuple)):        # Keras reads a list as arrays; a list of (x, y) tuples is batches
+        return bool(data) and all(isinstance(b, tuple) and 1 <= len(b) <= 3 and isinstance(b[0], np.ndarray)
+                                  for b in data)
+    return hasattr(data, "__iter__") or hasattr(data, "__next__")
+
+
+def no_array_arguments(model, what, **given):
+    """With an iterable of batches, y, sample_weight, batch_size and validation_split cannot be given."""
+    for arg, value in given.items():
+        if value is not None and value is not False and not (arg == "validation_split" and value == 0):
+            inside = {"y": "the targets must be part of each batch: (x, y)",
+                      "sample_weight": "the weights must be part of each batch: (x, y, sample_weight)",
+                      "batch_size": "the iterable's batches set the batch size",
+                      "validation_batch_size": "validation_data's batches set the batch size",
+                      "validation_split": "an iterable cannot be split; pass validation_data= instead"}[arg]
+            raise ValueError(f"{model.name}.{what}: x is an iterable of batches, so {arg} must not be given "
+                             f"(received {arg}={value!r}): {inside}, as in Keras")
+
+
+def batch(model, item, what, with_targets=True):
+    """One batch from an iterable, checked as arrays are: (x, y) or (x, y, sample_weight) -> (x, y, w).
+
+    predict (with_targets=False) also takes (x,) or x alone, and ignores y and sample_weight.
+    """
+    if isinstance(item, tuple) or (isinstance(item, list) and all(hasattr(p, "shape") or p is None for p in item)):
+        parts = tuple(item)
+    else:
+        parts = (item,)
+    if not 1 <= len(parts) <= 3 or (with_targets and (len(parts) < 2 or parts[1] is None)):
+        form = "(x, y) or (x, y, sample_weight)" if with_targets else "x, (x,), (x, y) or (x, y, sample_weight)"
+        received = f"a {type(item).__name__} of {len(parts)} items" if len(parts) > 1 else \
+            f"{type(item).__name__} {getattr(item, 'shape', '')}".strip()
+        raise ValueError(f"{model.name}.{what}: each batch must be a tuple {form}; received {received}")
+    x = inputs(model, parts[0], what)
+    if not with_targets:
+        return x, None, None
+    y = targets(model, parts[1], outputs.rows(x), what)
+    w = sample_weights(model, parts[2], outputs.rows(x), what) if len(parts) == 3 else None
+    return x, y, w
