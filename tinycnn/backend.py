@@ -145,6 +145,7 @@ class _Kernels:
 K = _Kernels()
 
 
-def build_plan(layers):
-    """How the active backend runs these layers: a plan with forward(x, training) and backward(dout)."""
-    return module().build_plan(layers)
+def build_plan(layers, input_grad=False):
+    """How the active backend runs these layers: a plan with forward(x, training) and backward(dout).
+    input_grad: backward must return dL/d(input), as a stage inside a graph needs."""
+    return module().build_plan(layers, input_grad=input_grad)

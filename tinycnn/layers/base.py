@@ -49,12 +49,15 @@ def snake_case(name):
 class Layer:
     """Base class: names, building, weights I/O. Subclasses write forward and backward."""
 
-    def __init__(self, name=None, input_shape=None, trainable=True, **kwargs):
+    def __init__(self, name=None, input_shape=None, trainable=True, dtype=None, activity_regularizer=None,
+                 **kwargs):
         kind = type(self).__name__
         if kwargs:
             raise TypeError(f"{kind}: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{kind}: name must be a string; received {name!r}")
+        check_dtype(dtype, kind)
+        at_defaults(kind, activity_regularizer=(activity_regularizer, None))
         self.name = name or unique_name(snake_case(kind))
         self.params = {}         # e.g. {"kernel": (KH, KW, C, F), "bias": (F,)}
         self.grads = {}          # the trainable keys, filled by backward()
@@ -70,9 +73,13 @@ class Layer:
         return f"{type(self).__name__} '{self.name}'"
 
     # -- building ------------------------------------------------------------------------
+    multi_input = False      # True for layers of several inputs (merges): they take and give lists
+
     def build(self, input_shape):
-        """Fix the input shape (batch excluded), check it fits, create the weights."""
-        input_shape = tuple(int(d) for d in input_shape)
+        """Fix the input shape (batch excluded), check it fits, create the weights.
+        A multi_input layer gets a list of shapes, one per input."""
+        input_shape = ([tuple(int(d) for d in s) for s in input_shape] if self.multi_input
+                       else tuple(int(d) for d in input_shape))
         self.out_shape = self.compute_output_shape(input_shape)   # raises if it cannot fit
         self.in_shape = input_shape
         self.create_params(input_shape)
@@ -82,22 +89,54 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    # -- config: what the constructor needs to make this layer again (Keras's protocol) ----
+    def get_config(self):
+        """The constructor's arguments, as Keras's get_config() gives them. Subclasses add theirs:
+        `return {**super().get_config(), "filters": self.filters, ...}`; objects (initializers,
+        regularizers) go in through serialized(), so the whole config is plain JSON."""
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new layer from get_config()'s dict (weights are not part of a config)."""
+        return cls(**config)
+
     def create_params(self, input_shape):
         """Layers with weights create them here (float32, Keras layouts)."""
 
     def __call__(self, x, training=False):
-        """Build on first use, check the shape, then forward. `layer(x)` as in Keras."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"{self} expects a numeric input array; received dtype {x.dtype}")
-        if x.dtype.kind != "f":
-            x = x.astype(np.float32)            # as Keras: layers compute in floating point
-        if not self.built:
-            self.build(x.shape[1:])
+        """Build on first use, check the shape, then forward. `layer(x)` as in Keras.
+        On symbolic tensors (tinycnn.Input(...) and what layers made of it) it computes no
+        numbers: it adds this layer to the graph and returns its symbolic output (tinycnn/graph.py)."""
+        from .. import graph
+        if graph.is_symbolic(x):
+            return graph.connect(self, x)
+        if self.multi_input:
+            if not isinstance(x, (list, tuple)) or len(x) < 2:
+                raise TypeError(f"{self} takes a list of at least 2 inputs; received {type(x).__name__}")
+            x = [self._numeric(a) for a in x]
+            if not self.built:
+                self.build([a.shape[1:] for a in x])
+        else:
+            x = self._numeric(x)
+            if not self.built:
+                self.build(x.shape[1:])
         self.check_input(x)
         return self.forward(x, training=training)
 
+    def _numeric(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{self} expects a numeric input array; received dtype {x.dtype}")
+        return x if x.dtype.kind == "f" else x.astype(np.float32)    # as Keras: layers compute in floating point
+
     def check_input(self, x):
+        if self.multi_input:
+            shapes = [a.shape[1:] for a in x]
+            if shapes != list(self.in_shape):
+                raise ValueError(f"{self} expects inputs of shapes {', '.join(map(shape_str, self.in_shape))}; "
+                                 f"received {', '.join(shape_str(s) for s in shapes)}")
+            return
         if x.shape[1:] != self.in_shape:
             raise ValueError(f"{self} expects input of shape {shape_str(self.in_shape)}; "
                              f"received {shape_str(x.shape[1:], batch=x.shape[0])}")
@@ -244,6 +283,34 @@ def window_shapes(layer, input_shape, kernel, strides, padding, arg="kernel_size
                          f"expected a {arg} of at most {(Hp, Wp)}. Use a smaller {arg}, "
                          f"padding='same', or a larger input.")
     return (OH, OW), (top, bottom, left, right)
+
+
+def at_defaults(layer, **given):
+    """Keras arguments tinycnn has only at their default: arg=(value, default). Others are refused."""
+    for arg, (value, default) in given.items():
+        same = value == default or (isinstance(value, (list, tuple)) and tuple(value) == default)
+        if not same:
+            raise ValueError(f"{layer}: {arg}={value!r} is not supported by tinycnn (only {arg}={default!r})")
+
+
+def check_dtype(dtype, layer):
+    """tinycnn computes in float32: dtype None, 'float32' or Keras's float32 policy dict is accepted."""
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if name not in (None, "float32"):
+        raise ValueError(f"{layer}: only dtype='float32' is supported; received {dtype!r}")
+
+
+def serialized(obj):
+    """An argument as it goes into a config: None, a name ('relu'), or Keras's dict for an object
+    {'module', 'class_name', 'config', 'registered_name'} (initializers, regularizers)."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if hasattr(obj, "get_config"):
+        module = type(obj).__module__
+        module = "keras.optimizers.schedules" if module == "tinycnn.schedules" else module.replace("tinycnn.", "keras.")
+        return {"module": module, "class_name": type(obj).__name__, "config": obj.get_config(),
+                "registered_name": None}
+    raise TypeError(f"{obj!r} cannot be written into a config: expected a name or an object with get_config()")
 
 
 def initialize(initializer, shape):
