@@ -30,6 +30,16 @@ def test_train_on_a_subset_saves_weights_plot_and_results(tmp_path):
     assert len(results["first_5_predictions"]) == 5
 
 
+def test_train_the_residual_model_built_with_the_functional_api(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--model", "residual", "--epochs", "1", "--limit", "600", "--batch-size", "64",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Total params: 34,794" in result.stdout and "Connected to" in result.stdout
+    assert (out / "residual_model.weights.npz").exists()
+    assert 0 <= json.loads((out / "results.json").read_text())["test_accuracy"] <= 1
+
+
 def test_bad_arguments_are_refused():
     assert run("train", "--epochs", "0").returncode == 2
     assert run("train", "--backend", "cuda").returncode == 2

@@ -28,9 +28,13 @@ def train(args):
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
         x_test, y_test = x_test[:max(args.limit // 6, 1)], y_test[:max(args.limit // 6, 1)]
     print(f"Training data shape: {x_train.shape}; test data shape: {x_test.shape}")
-    model = seed.build_model()
+    model = seed.build_residual_model() if args.model == "residual" else seed.build_model()
     model.summary()
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    optimizer = "adam"
+    if args.model == "residual":      # BatchNorm's moving statistics settle as the rate decays to 0
+        steps = -(-len(x_train) // args.batch_size) * args.epochs
+        optimizer = tinycnn.optimizers.Adam(tinycnn.optimizers.schedules.CosineDecay(0.002, steps))
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
 
     start = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
@@ -43,7 +47,7 @@ def train(args):
     print(f"Training time: {seconds:.1f} s ({seconds / max(args.epochs, 1):.1f} s/epoch, "
           f"validation included{compiled})")
 
-    weights = os.path.join(args.out, "seed_model.weights.npz")
+    weights = os.path.join(args.out, f"{args.model}_model.weights.npz")
     model.save_weights(weights)
     plot.history(history).savefig(os.path.join(args.out, "history.png"), dpi=100)
     predictions = np.argmax(model.predict(x_test[:5], verbose=0), axis=1)
@@ -77,6 +81,8 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="a quick look: train on the first N images, test on the first N/6")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="progress display, as Keras (default 1)")
+    p.add_argument("--model", choices=["seed", "residual"], default="seed",
+                   help="seed: the tutorial's CNN (default); residual: a functional residual CNN with BatchNorm")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -125,7 +125,7 @@ class Functional(Model):
             for text in cells(row):
                 print_fn(text)
             print_fn(line("├", "┼", "┤") if i < len(rows) - 1 else line("└", "┴", "┘"))
-        self._print_totals(print_fn)
+        self._print_totals(print_fn, sizes=True)
 
     # -- config: Keras's functional layout (inbound_nodes, input_layers, output_layers) -------
     def get_config(self):
@@ -145,9 +145,9 @@ class Functional(Model):
             entry["inbound_nodes"] = [{"args": [[tensor(t) for t in n.inputs] if layer.multi_input
                                                 else tensor(n.inputs[0])], "kwargs": {}} for n in calls]
             entries.append(entry)
-        return {"name": self.name, "trainable": self.trainable, "layers": entries,
-                "input_layers": [self._history(t) for t in self._graph.inputs],
-                "output_layers": [self._history(t) for t in self._graph.outputs]}
+        ins, outs = ([self._history(t) for t in ts] for ts in (self._graph.inputs, self._graph.outputs))
+        return {"name": self.name, "trainable": self.trainable, "layers": entries,      # one: flat, as Keras
+                "input_layers": ins[0] if len(ins) == 1 else ins, "output_layers": outs[0] if len(outs) == 1 else outs}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

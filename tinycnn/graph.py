@@ -206,8 +206,10 @@ class Graph:
                     chain = []
             if chain:
                 stages.append(chain)
-            self._stages = (key, [Stage(c, input_grad=not all(id(t) in model_inputs for t in c[0].inputs))
-                                  for c in stages])
+            # dL/dx at a stage's input is needed inside the graph, and at a model input read twice
+            # (so that its sum is whole); a plain chain from a model input, as a Sequential, skips it
+            self._stages = (key, [Stage(c, input_grad=any(id(t) not in model_inputs or readers[id(t)] > 1
+                                                          for t in c[0].inputs)) for c in stages])
         return self._stages[1]
 
     def forward(self, xs, training=False):
@@ -231,6 +233,7 @@ class Graph:
         for t, d in zip(self.outputs, douts):
             add(grads, t, d)
         summed = {}                                                   # shared layer -> its summed grads
+        skipped = set()                                               # tensors whose sum lacks a term
         for stage in reversed(self.stages()):
             dout = grads.pop(id(stage.output), None)                 # the sum over its consumers
             if dout is None:
@@ -241,11 +244,13 @@ class Graph:
                 for key, g in layer.grads.items():
                     total[key] = total[key] + g if key in total else np.array(g)   # a copy: kernels reuse buffers
             for t, dx in zip(stage.inputs, dxs):
-                if dx is not None:
+                if dx is None:
+                    skipped.add(id(t))                                # a model input the plan needs no dx for
+                else:
                     add(grads, t, dx)                                 # gradients add where a tensor fans out
         for layer, total in summed.values():
             layer.grads.update(total)
-        dxs = [grads.get(id(t)) for t in self.inputs]
+        dxs = [None if id(t) in skipped else grads.get(id(t)) for t in self.inputs]   # never a partial sum
         return dxs if len(dxs) > 1 else dxs[0]
 
     # -- the rest of the plan interface (tinycnn/plans.py): a model runs a graph as a list -----

@@ -31,6 +31,14 @@ from .utils import unique_name
 from .weights import MissingWeightsFileError, WeightsFileError  # noqa: F401  (part of the public API)
 
 
+def memory(size):
+    """Bytes as Keras 3's summary writes them: '924.00 B', '1.05 KB', '3.42 MB'."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.2f} {unit}"
+        size /= 1024
+
+
 class NotCompiledError(RuntimeError, ValueError):
     """fit/evaluate/train_on_batch before compile()."""
 
@@ -63,12 +71,18 @@ class Model:
         """The layer that makes the output (its activation decides softmax + cross-entropy)."""
         return self.layers[-1] if self.layers else None
 
-    def _print_totals(self, print_fn):
+    def _print_totals(self, print_fn, sizes=False):
+        """The three totals: TF2's plain lines (the tutorial's), or Keras 3's with sizes in bytes (float32)."""
         total = self.count_params()
         trainable = sum(p.size for p in self.trainable_weights)
-        print_fn(f"Total params: {total:,}")
-        print_fn(f"Trainable params: {trainable:,}")
-        print_fn(f"Non-trainable params: {total - trainable:,}")
+        for kind, count in (("Total", total), ("Trainable", trainable), ("Non-trainable", total - trainable)):
+            print_fn(f" {kind} params: {count:,} ({memory(4 * count)})" if sizes else f"{kind} params: {count:,}")
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Model.from_config(a functional model's config), as keras.Model.from_config."""
+        from .functional import Functional
+        return Functional.from_config(config, custom_objects=custom_objects)
     def get_layer(self, name=None, index=None):
         """The layer with this name, or at this index (as Keras: give exactly one of the two)."""
         if (name is None) == (index is None):
@@ -315,6 +329,12 @@ class Model:
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def trace(self, x, y, sample_weight=None):
+        """One training step's forward and backward on (x, y), layer by layer, recorded in a Trace
+        (tinycnn/trace.py); the weights, the optimizer and the moving statistics are left as they were."""
+        from .trace import trace
+        return trace(self, x, y, sample_weight)
 
     # -- weights -------------------------------------------------------------------------
     def get_weights(self):

@@ -3,12 +3,13 @@ benchmarks and notebooks.
 
     (x_train, y_train), (x_test, y_test) = seed.prepare_mnist()
     model = seed.build_model()                # 225,034 parameters, uncompiled
+    model = seed.build_residual_model()       # the same task, a functional residual CNN with BatchNorm
 """
 import numpy as np
 
 from .datasets import mnist
-from .layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from .models import Sequential
+from .layers import Add, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D, ReLU
+from .models import Model, Sequential
 from .utils import to_categorical
 
 
@@ -34,3 +35,18 @@ def build_model():
         Dropout(0.5),
         Dense(10, activation="softmax"),
     ])
+
+
+def build_residual_model():
+    """A small residual CNN, built with the functional API: a stem, one residual block
+    (Conv-BN-ReLU-Conv-BN, plus the block's input, then ReLU) between two poolings, a softmax head."""
+    def norm():       # momentum 0.9, not Keras's 0.99: the moving statistics catch up within the first epoch
+        return BatchNormalization(momentum=0.9)
+
+    inputs = Input(shape=(28, 28, 1))
+    x = Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = MaxPooling2D(2)(ReLU()(norm()(x)))                       # (14, 14, 32)
+    y = ReLU()(norm()(Conv2D(32, 3, padding="same", use_bias=False)(x)))
+    y = norm()(Conv2D(32, 3, padding="same", use_bias=False)(y))
+    x = MaxPooling2D(2)(ReLU()(Add()([x, y])))                   # the skip: x is read twice; (7, 7, 32)
+    return Model(inputs, Dense(10, activation="softmax")(Flatten()(x)), name="residual_cnn")
