@@ -317,3 +317,324 @@ def test_adam_wrong_step_in_later_steps_is_caught():
         return solutions.adam_step(p, g, m, v, 1, *hyper)          # t stuck at 1
     result = ex.check_adam_step(stale, verbose=False)
     assert result.status == "wrong" and "t=2" in result.case
+
+
+# ----------------------------------------------------------------------------------------
+# The misfires of issue 18: factors named only when real, NaNs traced to their operation
+# ----------------------------------------------------------------------------------------
+def test_softmax_over_the_wrong_axis_is_named_not_a_constant_factor():
+    def axis_0(z, y):
+        e = np.exp(z - z.max(axis=0))
+        p = e / e.sum(axis=0)
+        return -np.sum(y * np.log(p)) / len(z), (p - y) / len(z)
+    report = ex.check_softmax_cross_entropy(axis_0, verbose=False).report()
+    assert "times" not in report and "constant factor" not in report
+    assert "normalises over axis 0" in report and "axis=1" in report
+
+
+def test_a_scalar_off_by_an_arbitrary_factor_names_no_factor():
+    def off(z, y):
+        loss, dz = solutions.softmax_cross_entropy(z, y)
+        return loss * 1.276, dz
+    [line] = wrong_lines(ex.check_softmax_cross_entropy(off, verbose=False))
+    assert line.startswith("loss") and "times" not in line and "expected 1.28117" in line
+
+
+def test_a_factor_is_named_only_when_every_entry_has_it():
+    expected = np.arange(1.0, 7.0).reshape(2, 3)
+    assert "times 3" in checkers.value_hint(3 * expected, expected)
+    almost = 3 * expected
+    almost[0, 0] += 0.5                          # a least-squares fit would still say about 3
+    assert checkers.value_hint(almost, expected) == ""
+
+
+def test_conv_bias_averaged_instead_of_summed_is_a_mean_over_the_patches():
+    def mean_bias(dout, x, w, stride, pads):
+        dx, dw, _ = solutions.conv2d_backward(dout, x, w, stride, pads)
+        return dx, dw, dout.reshape(-1, w.shape[-1]).mean(axis=0)
+    [line] = wrong_lines(ex.check_conv2d_backward(mean_bias, verbose=False))
+    assert line.startswith("db")
+    assert "times 0.0333 = 1/30 = 1/(N*OH*OW): a mean where a sum belongs" in line
+
+
+def test_adam_without_epsilon_is_a_division_by_zero_not_an_overflow():
+    def no_eps(p, g, m, v, t, learning_rate, beta_1, beta_2, epsilon):
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g * g
+        lr_t = learning_rate * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        with np.errstate(invalid="ignore"):
+            return p - lr_t * m / np.sqrt(v), m, v
+    [line] = wrong_lines(ex.check_adam_step(no_eps, verbose=False))
+    assert line.startswith("p") and "2 of 12 entries are NaN or inf, only in row 0 (of 3)" in line
+    assert "np.sqrt(v)" in line and "a denominator that is 0 (is an epsilon missing?)" in line
+    assert "lr_t * m / np.sqrt(v) gives invalid value encountered in divide" in line   # found despite errstate
+    assert "np.exp" not in line
+
+
+def test_overflow_in_exp_is_traced_to_its_line_with_or_without_errstate():
+    def unshifted(z, y):
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        return -np.mean(np.sum(y * np.log(p), axis=1)), (p - y) / len(z)
+    with np.errstate(all="ignore"):
+        report = ex.check_softmax_cross_entropy(unshifted, verbose=False).report()
+    assert "line" in report and "e = np.exp(z)" in report and "overflow encountered in exp" in report
+    assert "np.exp of a large number is inf" in report
+
+
+def test_a_nan_from_log_of_zero_is_not_blamed_on_exp():
+    def log_zero(z, y):
+        loss, dz = solutions.softmax_cross_entropy(z, y)
+        with np.errstate(divide="ignore"):
+            dz = dz * np.log(np.zeros_like(z))[0, 0]
+        return loss, dz
+    [line] = wrong_lines(ex.check_softmax_cross_entropy(log_zero, verbose=False))
+    assert "log(0)" in line and "np.exp" not in line and "making dz NaN or inf" in line
+
+
+# ----------------------------------------------------------------------------------------
+# Where a wrong answer is wrong: the count, the axes, the picture
+# ----------------------------------------------------------------------------------------
+def relu_at_zero(dout, x):
+    return dout * (x >= 0)
+
+
+def test_report_counts_the_wrong_entries_and_names_their_rows_and_columns():
+    [line] = wrong_lines(checkers.check_relu_backward(relu_at_zero, verbose=False))
+    assert "3 of 20 entries are wrong, only in rows 1, 2 (of 4); columns 0, 2 (of 5)" in line
+
+
+def test_wrong_channel_is_named():
+    def one_channel(dout, x, gamma, eps):
+        dx, dgamma, dbeta = solutions.batchnorm_backward(dout, x, gamma, eps)
+        dx[..., 1] *= 2
+        return dx, dgamma, dbeta
+    [line] = wrong_lines(checkers.check_batchnorm_backward(one_channel, verbose=False))
+    assert line.startswith("dx") and "only in column 1 (of 3)" in line
+
+
+def test_plot_shows_expected_received_and_the_wrong_entries():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    result = checkers.check_relu_backward(relu_at_zero, verbose=False)
+    assert result.wrong["name"] == "dx" and int(result.wrong["bad"].sum()) == 3
+    fig = result.plot()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "dx expected" in titles and "dx received" in titles and "wrong: 3 of 20 entries" in titles
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), result.wrong["expected"])
+    plt.close(fig)
+    bundle = result._repr_mimebundle_()
+    assert bundle["image/png"].startswith(b"\x89PNG") and "relu_backward: wrong" in bundle["text/plain"]
+    correct = checkers.check_relu_backward(solutions.relu_backward, verbose=False)
+    assert correct.plot() is None and "image/png" not in correct._repr_mimebundle_()
+
+
+def test_plot_of_images_tiles_samples_and_channels():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def no_divide(dout, x, pool_size):
+        return np.repeat(np.repeat(dout, pool_size[0], axis=1), pool_size[1], axis=2)
+    fig = checkers.check_avgpool_backward(no_divide, verbose=False).plot()
+    assert fig.axes[0].images[0].get_array().shape == (2 * 4, 3 * 6)     # (N*H, C*W)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["c0", "c1", "c2"]
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------
+# Hints
+# ----------------------------------------------------------------------------------------
+def test_every_exercise_has_three_hint_levels(capsys):
+    from tinycnn.exercises.hints import HINTS, hint
+    assert set(HINTS) == set(checkers.CHECKERS)
+    for name in checkers.CHECKERS:
+        texts = [hint(name, level) for level in (1, 2, 3)]
+        assert len(set(texts)) == 3 and all(f"{name}, hint {k} of 3" in t for k, t in enumerate(texts, 1))
+    assert capsys.readouterr().out.count("hint 3 of 3") == len(checkers.CHECKERS)
+    assert "xhat * mean(dxhat * xhat)" in hint("batchnorm_backward", level=3, verbose=False)
+
+
+def test_hint_refuses_an_unknown_exercise_or_level():
+    from tinycnn.exercises.hints import hint
+    with pytest.raises(ValueError, match="no exercise named 'batchnorm'.*batchnorm_backward"):
+        hint("batchnorm")
+    for level in (0, 4, "2", True):
+        with pytest.raises(ValueError, match="level must be 1 .* 2 .* or 3"):
+            hint("relu_backward", level=level)
+
+
+# ----------------------------------------------------------------------------------------
+# The new exercises' typical mistakes
+# ----------------------------------------------------------------------------------------
+def test_relu_gate_at_zero():
+    [line] = wrong_lines(checkers.check_relu_backward(relu_at_zero, verbose=False))
+    assert "Wrong exactly where x == 0" in line and "x > 0, not x >= 0" in line
+
+
+def test_relu_gated_by_dout_or_missing_dout():
+    [line] = wrong_lines(checkers.check_relu_backward(lambda dout, x: np.maximum(dout, 0), verbose=False))
+    assert "relu(dout)" in line
+    [line] = wrong_lines(checkers.check_relu_backward(lambda dout, x: (x > 0) * 1.0, verbose=False))
+    assert "gate (x > 0) alone: multiply it by dout" in line
+
+
+def test_dropout_mask_not_scaled():
+    [line] = wrong_lines(checkers.check_dropout_backward(lambda dout, keep, rate: dout * keep, verbose=False))
+    assert "times 0.6 = 1 - rate: the mask is not scaled by 1/(1 - rate)" in line
+
+
+def test_dropout_rate_taken_as_keep_probability_and_dropped_units_leaking():
+    [line] = wrong_lines(checkers.check_dropout_backward(lambda dout, keep, rate: dout * keep / rate,
+                                                         verbose=False))
+    assert "1.5 = (1 - rate)/rate" in line and "fraction DROPPED" in line
+    [line] = wrong_lines(checkers.check_dropout_backward(lambda dout, keep, rate: dout / (1 - rate),
+                                                         verbose=False))
+    assert "dropped units received gradient" in line
+
+
+def batchnorm_mistake(kind):
+    def bn(dout, x, gamma, eps):
+        axes = tuple(range(x.ndim - 1))
+        inv_std = 1 / np.sqrt(x.var(axis=axes) + eps)
+        xhat = (x - x.mean(axis=axes)) * inv_std
+        d = dout * gamma
+        dx = {"constants": d * inv_std,
+              "no mean term": inv_std * (d - xhat * (d * xhat).mean(axis=axes)),
+              "no variance term": inv_std * (d - d.mean(axis=axes)),
+              "over N": inv_std * (d - d.mean(axis=0) - xhat * (d * xhat).mean(axis=0))}[kind]
+        return dx, (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
+    return bn
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("constants", "the mean and the variance are treated as constants"),
+    ("no mean term", "The mean's term is missing"),
+    ("no variance term", "The variance's term is missing"),
+])
+def test_batchnorm_forgotten_mean_and_variance_terms(kind, words):
+    result = checkers.check_batchnorm_backward(batchnorm_mistake(kind), verbose=False)
+    [line] = wrong_lines(result)
+    assert "case 1 of 2" in result.case and line.startswith("dx") and words in line
+    assert "dgamma ok" in result.report() and "dbeta  ok" in result.report()
+
+
+def test_batchnorm_statistics_over_the_batch_axis_only_for_images():
+    result = checkers.check_batchnorm_backward(batchnorm_mistake("over N"), verbose=False)
+    assert "case 2 of 2" in result.case                                  # (N, C) hides it
+    [line] = wrong_lines(result)
+    assert "axis 0 only" in line and "(0, 1, 2)" in line
+
+
+def test_batchnorm_dgamma_averaged():
+    def mean_dgamma(dout, x, gamma, eps):
+        dx, dgamma, dbeta = solutions.batchnorm_backward(dout, x, gamma, eps)
+        return dx, dgamma / len(x), dbeta
+    [line] = wrong_lines(checkers.check_batchnorm_backward(mean_dgamma, verbose=False))
+    assert line.startswith("dgamma") and "1/6 = 1/m: a mean where a sum belongs" in line
+
+
+def test_conv_forward_patch_order():
+    def c_first(x, w, b, stride, pads):
+        KH, KW, C, F = w.shape
+        out = im2col(x, KH, KW, stride, pads) @ w.transpose(2, 0, 1, 3).reshape(-1, F) + b
+        return out.reshape(solutions.conv2d_forward(x, w, b, stride, pads).shape)
+    [line] = wrong_lines(checkers.check_conv2d_forward(c_first, verbose=False))
+    assert "flattened in (c, kh, kw) order" in line and "w.reshape(KH*KW*C, F)" in line
+    assert "vs direct sum" in line
+
+
+def test_conv_forward_kernel_reshaped_with_the_filters_first_and_bias_forgotten():
+    def filters_first(x, w, b, stride, pads):
+        KH, KW, C, F = w.shape
+        out = im2col(x, KH, KW, stride, pads) @ w.reshape(F, -1).T + b
+        return out.reshape(solutions.conv2d_forward(x, w, b, stride, pads).shape)
+    [line] = wrong_lines(checkers.check_conv2d_forward(filters_first, verbose=False))
+    assert "w.reshape(F, -1).T" in line
+    no_bias = checkers.check_conv2d_forward(lambda x, w, b, s, p: solutions.conv2d_forward(x, w, 0 * b, s, p),
+                                            verbose=False)
+    assert "without the bias" in no_bias.report()
+
+
+def test_conv_forward_channels_first_output():
+    def nchw(x, w, b, stride, pads):
+        return solutions.conv2d_forward(x, w, b, stride, pads).transpose(0, 3, 1, 2)
+    [line] = wrong_lines(checkers.check_conv2d_forward(nchw, verbose=False))
+    assert "expected (2, 3, 5, 4), received (2, 4, 3, 5)" in line and "channels-first" in line
+
+
+def test_avgpool_not_divided_by_the_window():
+    def no_divide(dout, x, pool_size):
+        return np.repeat(np.repeat(dout, pool_size[0], axis=1), pool_size[1], axis=2)
+    [line] = wrong_lines(checkers.check_avgpool_backward(no_divide, verbose=False))
+    assert "times 4 = PH*PW (the window's cells): a missing 1/(PH*PW)?" in line
+
+
+def test_avgpool_gradient_to_one_cell_per_window():
+    def one_cell(dout, x, pool_size):
+        dx = np.zeros_like(x)
+        dx[:, ::pool_size[0], ::pool_size[1], :] = dout / (pool_size[0] * pool_size[1])
+        return dx
+    [line] = wrong_lines(checkers.check_avgpool_backward(one_cell, verbose=False))
+    assert "108 of the 144 cells received no gradient" in line
+
+
+def test_global_avgpool_not_divided_or_divided_by_the_batch_too():
+    def no_divide(dout, x):
+        return np.broadcast_to(dout[:, None, None, :], x.shape).copy()
+    [line] = wrong_lines(checkers.check_global_avgpool_backward(no_divide, verbose=False))
+    assert "times 20 = H*W (the pixels per channel): a missing 1/(H*W)?" in line
+
+    def over_batch(dout, x):
+        return solutions.global_avgpool_backward(dout, x) / len(x)
+    [line] = wrong_lines(checkers.check_global_avgpool_backward(over_batch, verbose=False))
+    assert "times 0.5 = 1/2 = 1/N" in line
+
+
+def test_two_layer_missing_relu_mask():
+    def no_mask(x, y, w1, b1, w2, b2):
+        h = np.maximum(x @ w1 + b1, 0)
+        loss, dz = solutions.softmax_cross_entropy(h @ w2 + b2, y)
+        dh = dz @ w2.T
+        return loss, x.T @ dh, dh.sum(axis=0), h.T @ dz, dz.sum(axis=0)
+    result = checkers.check_two_layer_backward(no_mask, verbose=False)
+    assert [line.split()[0] for line in wrong_lines(result)] == ["dw1", "db1"]
+    assert all("without the ReLU's gate" in line for line in wrong_lines(result))
+    assert "dw2    ok" in result.report() and "loss   ok" in result.report()
+
+
+def test_two_layer_missing_one_over_n_and_swapped_product():
+    def no_mean(x, y, w1, b1, w2, b2):
+        loss, *grads = solutions.two_layer_backward(x, y, w1, b1, w2, b2)
+        return (loss, *(len(x) * g for g in grads))
+    lines = wrong_lines(checkers.check_two_layer_backward(no_mean, verbose=False))
+    assert len(lines) == 4 and all("times 4 = N (the batch size): a missing 1/N?" in line for line in lines)
+
+    def swapped(x, y, w1, b1, w2, b2):
+        h = np.maximum(x @ w1 + b1, 0)
+        loss, dz = solutions.softmax_cross_entropy(h @ w2 + b2, y)
+        dh = (dz @ w2.T) * (h > 0)
+        return loss, x.T @ dh, dh.sum(axis=0), dz.T @ h, dz.sum(axis=0)
+    [line] = wrong_lines(checkers.check_two_layer_backward(swapped, verbose=False))
+    assert line.startswith("dw2") and "expected (6, 3), received (3, 6)" in line
+
+
+def test_softmax_jvp_missing_off_diagonal_term():
+    [line] = wrong_lines(checkers.check_softmax_jvp(lambda p, v: p * v, verbose=False))
+    assert "the term -p (p . v) is missing" in line
+
+
+def test_softmax_jvp_dot_product_over_the_batch_or_broadcast_wrong():
+    def batch_sum(p, v):
+        return p * (v - np.sum(p * v, axis=0, keepdims=True))
+    [line] = wrong_lines(checkers.check_softmax_jvp(batch_sum, verbose=False))
+    assert "summed over axis 0" in line
+
+    def no_keepdims(p, v):
+        return p * (v - np.sum(p * v, axis=1))
+    result = checkers.check_softmax_jvp(no_keepdims, verbose=False)
+    assert result.status == "error" and "could not be broadcast" in result.report()   # (4, 3) - (4,)
+    square = checkers.check_softmax_jvp(lambda p, v: no_keepdims(p, v) if p.shape[0] == p.shape[1]
+                                        else solutions.softmax_jvp(p, v), verbose=False)
+    assert "case 2 of 2" in square.case and "keepdims=True" in square.report()

@@ -11,7 +11,7 @@
 # * explain why the gradient of softmax + cross-entropy with respect to the logits is simply `(p - y) / N`;
 # * check any gradient with central differences.
 #
-# At the end there are two exercises with automatic checkers.
+# At the end there are four exercises with automatic checkers and hints.
 
 # %%
 import os
@@ -273,7 +273,58 @@ def softmax_cross_entropy_missing_mean(z, y):
 ex.check_softmax_cross_entropy(softmax_cross_entropy_missing_mean);
 
 # %% [markdown]
-# Stuck? The worked answers are in `tinycnn/exercises/solutions.py` (`ex.solutions.dense_backward`, ...).
+# **Exercise 3.** Softmax's own backward pass, for when no cross-entropy follows it: the Jacobian
+# $J_{ij} = \partial p_i / \partial z_j = p_i(\delta_{ij} - p_j)$ times the gradient $v = \partial L / \partial p$,
+# row by row, without building the $K \times K$ matrix. The checker compares it with the slope of softmax
+# along $v$, measured by finite differences.
+
+# %%
+# @skeleton softmax_jvp
+
+
+ex.check_softmax_jvp(softmax_jvp);
+
+# %% [markdown]
+# **Exercise 4.** A whole network: Dense, ReLU, Dense, softmax and the mean cross-entropy, forward and
+# backward in one function. This is the chain rule end to end: each step above, one after the other. The
+# ReLU $h = \max(z_1, 0)$ lets the gradient through where $z_1 > 0$ and stops it elsewhere (notebook 03 looks at
+# it closely).
+
+# %%
+# @skeleton two_layer_backward
+
+
+ex.check_two_layer_backward(two_layer_backward);
+
+# %% [markdown]
+# ### Where a wrong answer is wrong
+#
+# The most common slip in Exercise 4 is to forget the ReLU between the layers on the way back. The checker
+# recognises the mistake, counts the wrong entries and says where they are. Displayed (no `;` at the end),
+# its result also draws the expected answer, the received one, and the wrong entries in red:
+
+# %%
+def two_layer_backward_no_gate(x, y, w1, b1, w2, b2):
+    h = np.maximum(x @ w1 + b1, 0)
+    z = h @ w2 + b2
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.sum(y * np.log(p), axis=1))
+    dz = (p - y) / len(x)
+    dh = dz @ w2.T                                # the gate (x @ w1 + b1 > 0) is missing
+    return loss, x.T @ dh, dh.sum(axis=0), h.T @ dz, dz.sum(axis=0)
+
+ex.check_two_layer_backward(two_layer_backward_no_gate)
+
+# %% [markdown]
+# Stuck? Ask for a hint, in three levels: 1 is a nudge, 2 the method, 3 the key equation.
+
+# %%
+ex.hint("softmax_jvp", level=1)
+ex.hint("two_layer_backward", level=2);
+
+# %% [markdown]
+# The worked answers are in `tinycnn/exercises/solutions.py`, which `import tinycnn.exercises` does not load.
 # Try first: the derivation above has everything you need.
 #
 # **Next:** [02 · Convolution, im2col and col2im](02_conv_im2col.ipynb).

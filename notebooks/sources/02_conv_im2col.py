@@ -264,10 +264,36 @@ errors = check_layer(layer, rng.standard_normal((2, 7, 8, 3)))
 print({k: f"{v:.1e}" for k, v in errors.items()})
 
 # %% [markdown]
-# ## 7. Exercise: the convolution's backward pass
+# ## 7. Exercises: the convolution's forward and backward passes
 #
-# Write `conv2d_backward` with `im2col`, two matrix products, a sum and `col2im`. The checker runs it on
-# two cases, the second with stride 2 and padding, so every argument matters.
+# **Exercise 1.** Write `conv2d_forward` as section 3 did: `im2col`, one matrix product, the bias, a reshape.
+# The checker compares it with tinycnn's kernel and with a direct sum over the kernel window.
+
+# %%
+# @skeleton conv2d_forward
+
+
+ex.check_conv2d_forward(conv2d_forward);
+
+# %% [markdown]
+# The mistake to avoid: flattening the kernel in another order than `im2col`'s columns, which are
+# $(k_h, k_w, c)$. Here the kernel is flattened channel first, as PyTorch lays it out. The checker names the
+# order; the picture shows every entry of every sample and channel wrong:
+
+# %%
+def conv2d_forward_channels_first(x, w, b, stride, pads):
+    KH, KW, C, F = w.shape
+    cols = im2col(x, KH, KW, stride, pads)
+    out = cols @ w.transpose(2, 0, 1, 3).reshape(-1, F) + b      # (c, kh, kw) order: wrong
+    N, OH, OW = x.shape[0], (x.shape[1] + pads[0] + pads[1] - KH) // stride[0] + 1, \
+        (x.shape[2] + pads[2] + pads[3] - KW) // stride[1] + 1
+    return out.reshape(N, OH, OW, F)
+
+ex.check_conv2d_forward(conv2d_forward_channels_first)
+
+# %% [markdown]
+# **Exercise 2.** Write `conv2d_backward` with `im2col`, two matrix products, a sum and `col2im`. The checker
+# runs it on two cases, the second with stride 2 and padding, so every argument matters.
 
 # %%
 # @skeleton conv2d_backward
@@ -288,6 +314,21 @@ def conv2d_backward_wrong_layout(dout, x, w, stride, pads):
     return col2im(dcols, x.shape, KH, KW, stride, pads), (cols.T @ dZ).reshape(w.shape), dZ.sum(axis=0)
 
 ex.check_conv2d_backward(conv2d_backward_wrong_layout);
+
+# %% [markdown]
+# Another: the bias's gradient **averaged** over the 30 patches of the first case instead of summed. The bias
+# is added to every row of `cols @ W`, so its gradient collects every row:
+
+# %%
+def conv2d_backward_mean_bias(dout, x, w, stride, pads):
+    KH, KW, C, F = w.shape
+    cols = im2col(x, KH, KW, stride, pads)
+    dZ = dout.reshape(-1, F)
+    dx = col2im(dZ @ w.reshape(-1, F).T, x.shape, KH, KW, stride, pads)
+    return dx, (cols.T @ dZ).reshape(w.shape), dZ.mean(axis=0)     # wrong: a mean
+
+ex.check_conv2d_backward(conv2d_backward_mean_bias);
+ex.hint("conv2d_backward", level=2);
 
 # %% [markdown]
 # **Next:** [03 · Max-pooling, dropout and ReLU](03_pool_dropout_relu.ipynb).

@@ -261,4 +261,87 @@ def maxpool_backward_to_every_cell(dout, x, pool_size):
 ex.check_maxpool_backward(maxpool_backward_to_every_cell);
 
 # %% [markdown]
+# ## 5. More exercises: ReLU, dropout, average pooling, BatchNorm
+#
+# **ReLU.** The gate of section 2. The checker puts a few exact zeros in `x`: at 0 the slope is taken as 0,
+# as Keras does.
+
+# %%
+# @skeleton relu_backward
+
+
+ex.check_relu_backward(relu_backward);
+
+# %% [markdown]
+# **Dropout.** The mask of section 3, given as `keep` (the units kept) and `rate`.
+
+# %%
+# @skeleton dropout_backward
+
+
+ex.check_dropout_backward(dropout_backward);
+
+# %% [markdown]
+# The classic slip is to forget that the forward pass scaled the kept units by $1/(1 - \text{rate})$:
+
+# %%
+def dropout_backward_unscaled(dout, keep, rate):
+    return dout * keep                                   # the 1 / (1 - rate) is missing
+
+ex.check_dropout_backward(dropout_backward_unscaled);
+
+# %% [markdown]
+# **Average pooling.** Every cell of a window moves the mean, by $1/(P_H P_W)$ of its change: the gradient is
+# shared, not routed. And the global average pool, one window as large as the image.
+
+# %%
+# @skeleton avgpool_backward
+
+
+ex.check_avgpool_backward(avgpool_backward);
+
+# %%
+# @skeleton global_avgpool_backward
+
+
+ex.check_global_avgpool_backward(global_avgpool_backward);
+
+# %% [markdown]
+# **BatchNorm, the classic.** In training, BatchNormalization normalises each channel with the batch's own mean
+# and variance, over its $m$ values ($m = N$ for a Dense layer's output, $N \cdot H \cdot W$ for images):
+#
+# $$\mu = \tfrac{1}{m}\textstyle\sum x, \quad \sigma^2 = \tfrac{1}{m}\sum (x - \mu)^2, \quad
+# \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \quad \text{out} = \gamma \hat x + \beta$$
+#
+# $\mu$ and $\sigma^2$ are computed from $x$, so every $x$ reaches the output three ways: directly, through
+# $\mu$ and through $\sigma^2$. Forgetting the last two is the classic mistake.
+
+# %%
+# @skeleton batchnorm_backward
+
+
+ex.check_batchnorm_backward(batchnorm_backward);
+
+# %% [markdown]
+# Here is that mistake: the mean and variance treated as constants. The checker names it, and the picture
+# shows that no entry of `dx` survives it:
+
+# %%
+def batchnorm_backward_constant_stats(dout, x, gamma, eps):
+    axes = tuple(range(x.ndim - 1))
+    inv_std = 1 / np.sqrt(x.var(axis=axes) + eps)
+    xhat = (x - x.mean(axis=axes)) * inv_std
+    dx = dout * gamma * inv_std                          # only the direct path
+    return dx, (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
+
+ex.check_batchnorm_backward(batchnorm_backward_constant_stats)
+
+# %% [markdown]
+# Hints come in three levels, from a nudge to the key equation:
+
+# %%
+for level in (1, 2, 3):
+    ex.hint("batchnorm_backward", level=level)
+
+# %% [markdown]
 # **Next:** [04 · The seed tutorial: a CNN on MNIST](04_mnist_cnn.ipynb).

@@ -1,4 +1,4 @@
-"""The exercises: five functions for you to write. Each has a checker in tinycnn.exercises.
+"""The exercises: functions for you to write. Each has a checker in tinycnn.exercises.
 
 Copy a function into your notebook (or edit a copy of this file), replace the
 `raise NotImplementedError` with your code, and run its checker:
@@ -9,6 +9,7 @@ Copy a function into your notebook (or edit a copy of this file), replace the
 The checker compares your answer with tinycnn's reference and with a numerical gradient,
 and tells you which output is wrong, at what shape and by how much. Every function gets
 float64 arrays and must return NEW arrays: never modify an input in place.
+Stuck? ex.hint("dense_backward", level=1) nudges, level=3 gives the key equation.
 Worked answers are in tinycnn/exercises/solutions.py; try first, look after.
 """
 import numpy as np  # noqa: F401  (you will need it)
@@ -91,5 +92,123 @@ def adam_step(p, g, m, v, t, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsi
     The rule:  m <- beta_1 m + (1 - beta_1) g
                v <- beta_2 v + (1 - beta_2) g^2
                p <- p - lr_t m / (sqrt(v) + epsilon),  lr_t = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    """
+    raise NotImplementedError
+
+
+def softmax_jvp(p, v):
+    """The softmax's Jacobian times a vector, for every row: what softmax's backward computes.
+
+    Args:
+        p: the softmax's output p = softmax(z), shape (N, K); each row sums to 1.
+        v: dL/dp, the gradient from above, shape (N, K).
+    Returns:
+        J v of shape (N, K), row by row, with J_ij = dp_i/dz_j = p_i (delta_ij - p_j), so that
+        (J v)_i = sum_j J_ij v_j. (J is symmetric: this is also dL/dz = J^T v.)
+    Hint: do not build the (K, K) matrix; expand the sum over j by hand.
+    """
+    raise NotImplementedError
+
+
+def two_layer_backward(x, y, w1, b1, w2, b2):
+    """A whole two-layer network, forward and backward: the chain rule end to end.
+
+    The network:  h = relu(x @ w1 + b1),  z = h @ w2 + b2,  loss = mean cross-entropy of softmax(z).
+    Args:
+        x: inputs (N, D); y: one-hot targets (N, K);
+        w1 (D, H), b1 (H,), w2 (H, K), b2 (K,).
+    Returns:
+        (loss, dw1, db1, dw2, db2): the mean loss (a float) and its gradients, each of
+        the shape of its weight.
+    Hint: go backwards one layer at a time, keeping each gradient's shape: dz (N, K),
+    then dw2, db2, dh (N, H), then through the ReLU, then dw1, db1.
+    """
+    raise NotImplementedError
+
+
+def conv2d_forward(x, w, b, stride, pads):
+    """The forward pass of a convolution, as one matrix product (im2col).
+
+    Args:
+        x:      the input, shape (N, H, W, C).
+        w:      the kernel, shape (KH, KW, C, F) (Keras's layout).
+        b:      the bias, shape (F,).
+        stride: (SH, SW).
+        pads:   (top, bottom, left, right) zeros around x.
+    Returns:
+        out of shape (N, OH, OW, F), OH = (H + top + bottom - KH) // SH + 1 (OW alike).
+    Hint: cols = im2col(x, KH, KW, stride, pads) is (N*OH*OW, KH*KW*C), each row one
+    patch with its values in (kh, kw, c) order. Flatten w to match, multiply, add b, reshape.
+    """
+    raise NotImplementedError
+
+
+def relu_backward(dout, x):
+    """Backward pass of the ReLU a = max(x, 0).
+
+    Args:
+        dout: dL/da, shape like x.
+        x:    the ReLU's input, any shape.
+    Returns:
+        dx, shape like x. At x = 0 the slope is taken as 0 (as Keras does).
+    """
+    raise NotImplementedError
+
+
+def dropout_backward(dout, keep, rate):
+    """Backward pass of (inverted) dropout: out = x * keep / (1 - rate) in training.
+
+    Args:
+        dout: dL/dout, shape like x.
+        keep: booleans, shape like x: True for the units the forward pass kept.
+        rate: the fraction of units dropped, in [0, 1).
+    Returns:
+        dx, shape like x.
+    """
+    raise NotImplementedError
+
+
+def avgpool_backward(dout, x, pool_size):
+    """Backward pass of average pooling with non-overlapping windows (stride = pool size).
+
+    Args:
+        dout:      dL/dout, shape (N, OH, OW, C), OH = H // PH, OW = W // PW.
+        x:         the input, shape (N, H, W, C) (only its shape matters here).
+        pool_size: (PH, PW).
+    Returns:
+        dx of shape (N, H, W, C).
+    Hint: out[n, i, j, c] is the mean of its window's PH*PW cells. How much does each
+    cell move it? np.repeat along axes 1 and 2 spreads a value over a window.
+    """
+    raise NotImplementedError
+
+
+def global_avgpool_backward(dout, x):
+    """Backward pass of global average pooling: out[n, c] = mean of x[n, :, :, c].
+
+    Args:
+        dout: dL/dout, shape (N, C).
+        x:    the input, shape (N, H, W, C) (only its shape matters here).
+    Returns:
+        dx of shape (N, H, W, C).
+    """
+    raise NotImplementedError
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    """Backward pass of batch normalization in training mode (the batch's own statistics).
+
+    Forward, per channel c over its m values (m = N for (N, C), N*H*W for (N, H, W, C)):
+        mu = mean(x),  var = mean((x - mu)^2),  xhat = (x - mu) / sqrt(var + eps),
+        out = gamma * xhat + beta
+    Args:
+        dout:  dL/dout, shape like x.
+        x:     the input, shape (N, C) or (N, H, W, C).
+        gamma: the scale, shape (C,).
+        eps:   the small number added to var.
+    Returns:
+        (dx, dgamma, dbeta): dx like x, dgamma and dbeta of shape (C,).
+    Hint: mu and var are computed from x itself, so every x_i reaches the output three
+    ways: directly, through mu and through var. dx must collect all three.
     """
     raise NotImplementedError

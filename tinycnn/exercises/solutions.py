@@ -55,3 +55,63 @@ def adam_step(p, g, m, v, t, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsi
     lr_t = learning_rate * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)  # bias correction
     p = p - lr_t * m / (np.sqrt(v) + epsilon)
     return p, m, v
+
+
+def softmax_jvp(p, v):
+    pv = np.sum(p * v, axis=1, keepdims=True)    # (N, 1): each row's p . v
+    return p * (v - pv)                          # (N, K): diag(p) v - p (p . v)
+
+
+def two_layer_backward(x, y, w1, b1, w2, b2):
+    z1 = x @ w1 + b1                             # (N, H)
+    h = np.maximum(z1, 0)                        # (N, H)
+    loss, dz = softmax_cross_entropy(h @ w2 + b2, y)   # dz (N, K) = (p - y) / N
+    dw2 = h.T @ dz                               # (H, K)
+    db2 = dz.sum(axis=0)                         # (K,)
+    dh = dz @ w2.T                               # (N, H)
+    dz1 = dh * (z1 > 0)                          # (N, H): the ReLU gate
+    dw1 = x.T @ dz1                              # (D, H)
+    db1 = dz1.sum(axis=0)                        # (H,)
+    return loss, dw1, db1, dw2, db2
+
+
+def conv2d_forward(x, w, b, stride, pads):
+    N, H, W, _ = x.shape
+    KH, KW, C, F = w.shape
+    OH = (H + pads[0] + pads[1] - KH) // stride[0] + 1
+    OW = (W + pads[2] + pads[3] - KW) // stride[1] + 1
+    cols = im2col(x, KH, KW, stride, pads)             # (N*OH*OW, KH*KW*C), columns ordered (kh, kw, c)
+    out = cols @ w.reshape(KH * KW * C, F) + b         # (N*OH*OW, F): the kernel flattened the same way
+    return out.reshape(N, OH, OW, F)                   # (N, OH, OW, F)
+
+
+def relu_backward(dout, x):
+    return dout * (x > 0)                        # like x: the gate is open where x > 0 (0 at x = 0)
+
+
+def dropout_backward(dout, keep, rate):
+    return dout * keep / (1 - rate)              # like x: the same scaled mask as the forward pass
+
+
+def avgpool_backward(dout, x, pool_size):
+    PH, PW = pool_size
+    share = dout / (PH * PW)                                     # (N, OH, OW, C): each cell's share
+    return np.repeat(np.repeat(share, PH, axis=1), PW, axis=2)   # (N, H, W, C)
+
+
+def global_avgpool_backward(dout, x):
+    N, H, W, C = x.shape
+    return np.broadcast_to(dout[:, None, None, :] / (H * W), x.shape).copy()   # (N, H, W, C)
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    axes = tuple(range(x.ndim - 1))                  # every axis but the channels
+    m = x.size // x.shape[-1]                        # values per channel: N, or N*H*W for images
+    mu = x.mean(axis=axes)                           # (C,)
+    inv_std = 1 / np.sqrt(x.var(axis=axes) + eps)    # (C,)
+    xhat = (x - mu) * inv_std                        # like x
+    dbeta = dout.sum(axis=axes)                      # (C,)
+    dgamma = (dout * xhat).sum(axis=axes)            # (C,)
+    dxhat = dout * gamma                             # like x
+    dx = inv_std / m * (m * dxhat - dxhat.sum(axis=axes) - xhat * (dxhat * xhat).sum(axis=axes))
+    return dx, dgamma, dbeta                         # the mean's term and the variance's term
