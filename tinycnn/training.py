@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from .callbacks import CallbackList, History  # noqa: F401  (History: part of the public API)
-from . import validation
+from . import advice, validation
 from .outputs import concatenate, rows, take
 from .progress import ProgressBar, format_value, per_step
 from .utils import rng
@@ -235,6 +235,7 @@ def fit(model, data, validation_data, epochs, verbose, callbacks, initial_epoch,
     callbacks = CallbackList(callbacks, add_history=True, model=model, verbose=verbose, epochs=epochs, steps=steps)
     model.stop_training = False
     callbacks.on_train_begin()
+    adviser = advice.Advice(model)             # warnings for silent mistakes (tinycnn/advice.py)
     epoch_logs, seen = None, None              # seen: a pass's length, once a pass of unknown length ended
     for epoch in range(initial_epoch, epochs):
         batch = data.next()
@@ -266,6 +267,7 @@ def fit(model, data, validation_data, epochs, verbose, callbacks, initial_epoch,
                     raise
                 break
             logs = running.update(y, out, loss, w)
+            adviser.step(x, out, loss)
             bar.update(done, logs, finished=False)
             callbacks.on_train_batch_end(done - 1, logs)
             if model.stop_training or done == steps:
