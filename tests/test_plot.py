@@ -207,3 +207,221 @@ def test_gradient_flow_one_line_per_layer_smoothed():
     assert ax.get_xlabel() == "Epoch" and "2-step average" in ax.get_title()
     with pytest.raises(ValueError, match="layer name"):
         plot.gradient_flow({})
+
+
+# ----------------------------------------------------------------------------------------
+# dL/dx per layer
+# ----------------------------------------------------------------------------------------
+def tiny_dense_model():
+    model = Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    return model
+
+
+def hand_dx_norms(model, x, y):
+    """||dL/dx|| of each Dense by the chain rule, in float64: what record_gradient_norms must see."""
+    (w1, b1), (w2, b2) = [(layer.params["kernel"].astype(np.float64), layer.params["bias"].astype(np.float64))
+                          for layer in model.layers]
+    z1 = x @ w1 + b1                                        # (N, 3)
+    z2 = np.maximum(z1, 0) @ w2 + b2                        # (N, 2)
+    p = np.exp(z2 - z2.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    dz2 = (p - y) / len(x)                                  # softmax + cross-entropy, mean over the batch
+    dx2 = dz2 @ w2.T                                        # dL/d(input of the second Dense)
+    dx1 = (dx2 * (z1 > 0)) @ w1.T                           # through the ReLU, then the first kernel
+    return np.linalg.norm(dx1), np.linalg.norm(dx2)
+
+
+def test_dx_norms_equal_the_chain_rule_by_hand_and_the_model_is_left_as_it_was(rng):
+    import tinycnn
+    model = tiny_dense_model()
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1]]
+    expected = hand_dx_norms(model, x.astype(np.float64), y)
+    backend_before = tinycnn.get_backend()
+    with plot.record_gradient_norms(model, dx=True) as norms:
+        model.train_on_batch(x, y)
+        second = hand_dx_norms(model, x.astype(np.float64), y)   # after the first update
+        model.train_on_batch(x, y)
+    first, last = (layer.name for layer in model.layers)
+    assert list(norms.dx) == [first, last]
+    np.testing.assert_allclose([norms.dx[first][0], norms.dx[last][0]], expected, rtol=1e-5)
+    np.testing.assert_allclose([norms.dx[first][1], norms.dx[last][1]], second, rtol=1e-5)
+    assert tinycnn.get_backend() == backend_before                     # the reference path for the block only
+    assert all("backward" not in vars(layer) for layer in model.layers)  # the wrappers are gone
+    assert model._gradient_hooks == []
+    with plot.record_gradient_norms(model) as plain:                   # dx=False: weight norms only
+        model.train_on_batch(x, y)
+    assert plain.dx == {} and plain.steps == 1
+
+
+def test_dx_norms_of_a_functional_model_match_the_same_sequential(rng):
+    import tinycnn
+    inputs = tinycnn.Input(shape=(4,))
+    outputs = Dense(2, activation="softmax")(Dense(3, activation="relu")(inputs))
+    functional = tinycnn.Model(inputs, outputs)
+    functional.compile(optimizer="sgd", loss="categorical_crossentropy")
+    sequential = tiny_dense_model()
+    sequential.set_weights(functional.get_weights())
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1, 0]]
+    with plot.record_gradient_norms(functional, dx=True) as norms:
+        functional.train_on_batch(x, y)
+    expected = hand_dx_norms(sequential, x.astype(np.float64), y)
+    np.testing.assert_allclose([v[0] for v in norms.dx.values()], expected, rtol=1e-5)
+
+
+def test_dx_of_a_fork_is_recorded_for_every_layer(rng):
+    import tinycnn
+    from tinycnn.layers import Add
+    inputs = tinycnn.Input(shape=(4,))
+    h = Dense(3, activation="relu")(inputs)
+    outputs = Dense(2, activation="softmax")(Add()([Dense(3)(h), Dense(3)(h)]))
+    model = tinycnn.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    with plot.record_gradient_norms(model, dx=True) as norms:
+        model.train_on_batch(x, np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1, 0]])
+    assert list(norms.dx) == [layer.name for layer in model.layers]
+    assert all(len(v) == 1 and np.isfinite(v[0]) and v[0] > 0 for v in norms.dx.values())
+
+
+def test_gradient_flow_draws_the_dx_profile_by_layer():
+    norms = plot.GradientNorms({"conv2d": [1.0, 2.0], "dense": [0.5, 0.5]})
+    norms.dx = {"conv2d": [1e-4, 1e-3], "flatten": [1e-2, 2e-2], "dense": [0.1, 0.3]}
+    fig = plot.gradient_flow(norms)
+    assert len(fig.axes) == 2
+    profile = fig.axes[1]
+    assert [t.get_text() for t in profile.get_xticklabels()] == ["conv2d", "flatten", "dense"]
+    assert [line.get_label() for line in profile.lines] == ["step 1", "step 2"]
+    np.testing.assert_allclose(profile.lines[0].get_ydata(), [1e-4, 1e-2, 0.1])
+    np.testing.assert_allclose(profile.lines[1].get_ydata(), [1e-3, 2e-2, 0.3])
+    assert "dL/dx" in profile.get_title() and profile.get_yscale() == "log"
+    smoothed = plot.gradient_flow(norms, smooth=2).axes[1]
+    np.testing.assert_allclose(smoothed.lines[0].get_ydata(), [5.5e-4, 1.5e-2, 0.2])
+
+
+# ----------------------------------------------------------------------------------------
+# update-to-weight ratios
+# ----------------------------------------------------------------------------------------
+def test_update_ratios_are_lr_times_gradient_over_weight_for_sgd(rng):
+    from tinycnn.optimizers import SGD
+    model = tiny_dense_model()
+    model.compile(optimizer=SGD(learning_rate=0.1), loss="categorical_crossentropy")
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1]]
+    expected = []
+    with plot.record_update_ratios(model) as ratios:
+        for _ in range(2):
+            before = {layer.name: [p.astype(np.float64) for p in layer.params.values()] for layer in model.layers}
+            model.train_on_batch(x, y)
+            expected.append({layer.name: 0.1 * plot.gradient_norm(layer) /
+                             np.sqrt(sum(np.sum(w ** 2) for w in before[layer.name])) for layer in model.layers})
+    assert ratios.steps == 2
+    for name, values in ratios.items():
+        np.testing.assert_allclose(values, [e[name] for e in expected], rtol=1e-4)
+    assert "apply" not in vars(model.optimizer)                      # the optimizer as it was
+    model.train_on_batch(x, y)
+    assert ratios.steps == 2
+
+
+def test_update_ratios_skip_frozen_layers_and_need_a_compiled_model(rng):
+    model = tiny_dense_model()
+    model.layers[0].trainable = False
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with plot.record_update_ratios(model) as ratios:
+        model.train_on_batch(rng.standard_normal((3, 4)).astype(np.float32), np.eye(2)[[0, 1, 0]])
+    assert list(ratios) == [model.layers[1].name] and ratios.steps == 1
+    uncompiled = Sequential([Dense(2, input_shape=(3,))])
+    with pytest.raises(ValueError, match="not compiled"):
+        with plot.record_update_ratios(uncompiled):
+            pass
+
+
+def test_update_ratios_plot_has_the_guide_line():
+    fig = plot.update_ratios({"conv2d": [1e-3, 2e-3, 3e-3], "dense": [1e-4, 1e-4, 1e-4]}, smooth=2)
+    ax = fig.axes[0]
+    guide, conv, dense = ax.lines
+    assert guide.get_label().startswith("0.001") and list(guide.get_ydata()) == [1e-3, 1e-3]
+    np.testing.assert_allclose(conv.get_ydata(), [1.5e-3, 2.5e-3])
+    assert dense.get_label() == "dense" and ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="ratio per step"):
+        plot.update_ratios({})
+
+
+# ----------------------------------------------------------------------------------------
+# activation histograms and dead ReLUs
+# ----------------------------------------------------------------------------------------
+def dead_half_model():
+    """Units 1 and 2 never fire on positive inputs: one by its kernel, one by its bias."""
+    model = Sequential([Dense(4, activation="relu", input_shape=(2,)), Dense(3, activation="softmax")])
+    model.layers[0].set_weights([np.array([[1, -1, 0, 0], [1, -1, 0, 0]], np.float32),
+                                 np.array([0, 0, -1, 1], np.float32)])
+    return model
+
+
+def test_dead_relu_fraction_of_a_constructed_layer(rng):
+    model = dead_half_model()
+    x = rng.random((20, 2)).astype(np.float32) + 0.1
+    relu = model.layers[0].name
+    assert plot.dead_relu_fractions(model, x) == {relu: 0.5}
+    fig, dead = plot.activation_histograms(model, x)
+    assert dead == {relu: 0.5}                                  # the softmax layer is not a ReLU
+    titles = [ax.get_title() for ax in fig.axes if ax.patches]
+    assert len(titles) == 2 and "dead 50.0%" in titles[0] and "dead" not in titles[1]
+    out = model.layers[0].forward(x, training=False)
+    counts = [p.get_height() for p in fig.axes[0].patches]
+    assert sum(counts) == out.size                              # every activation of the batch is counted
+    assert f"std {out.std():.2g}" in titles[0]
+
+
+def test_dead_fraction_counts_conv_units_per_position_and_relu_layers():
+    import tinycnn
+    from tinycnn.layers import ReLU
+    out = np.zeros((3, 2, 2, 2), np.float32)
+    out[0, 0, 0, 0] = 1.0                                        # one of 8 positions fires, once
+    out[2, 1, 1, 1] = 0.5
+    assert plot.dead_fraction(out) == 6 / 8
+    inputs = tinycnn.Input(shape=(2,))
+    outputs = ReLU()(Dense(2, use_bias=False)(inputs))
+    model = tinycnn.Model(inputs, outputs)
+    model.layers[0].set_weights([np.array([[1, -1], [1, -1]], np.float32)])
+    dead = plot.dead_relu_fractions(model, np.ones((4, 2), np.float32))
+    assert dead == {model.layers[1].name: 0.5}
+
+
+def test_activations_in_training_mode_leave_the_moving_statistics(rng):
+    from tinycnn.layers import BatchNormalization
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,)), BatchNormalization(), Dropout(0.5),
+                        Dense(2, activation="softmax")])
+    before = [w.copy() for w in model.get_weights()]
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    records = plot.activations(model, x, training=True)
+    bn = records[1][2]
+    np.testing.assert_allclose(bn.mean(axis=0), 0, atol=1e-5)    # the batch's statistics were used
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)
+    fig, _ = plot.activation_histograms(model, x, training=True, layers=[model.layers[1].name])
+    assert "training mode" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        plot.activation_histograms(model, x, layers=["nope"])
+
+
+# ----------------------------------------------------------------------------------------
+# colour bars and channel numbers
+# ----------------------------------------------------------------------------------------
+def test_feature_maps_have_colour_bars_and_channel_numbers(rng):
+    model = small_model()
+    fig = plot.feature_maps(model, rng.random((8, 8, 1)).astype(np.float32), max_maps=3)
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 4                                  # input, conv, pool rows and the Dense strip
+    conv = [ax for ax in fig.axes if ax.images and ax.get_ylabel().startswith(model.layers[0].name)][0]
+    row = fig.axes[fig.axes.index(conv):fig.axes.index(conv) + 3]
+    assert [ax.get_title() for ax in row] == ["ch 0", "ch 1", "ch 2"]
+    assert len({ax.images[0].get_clim() for ax in row}) == 1     # one scale per row, as its colour bar says
+
+
+def test_filters_colour_bar_is_labelled(rng):
+    fig = plot.filters(rng.standard_normal((3, 3, 1, 4)))
+    colorbar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbar) == 1 and "weight" in colorbar[0].get_ylabel()
