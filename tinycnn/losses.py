@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from .utils import init_config
+from .utils import float32_config, init_config
 
 EPSILON = 1e-7   # Keras clips probabilities to [eps, 1 - eps] before the log
 
@@ -98,10 +98,7 @@ class Loss:
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.pop("dtype", None) not in (None, "float32"):
-            raise ValueError(f"{cls.__name__}: only dtype='float32' is supported")
-        return cls(**config)
+        return cls(**float32_config(cls, config))
 
     def _prepare(self, y_true, y_pred):
         """(y_true, y_pred) as float arrays of one shape (Keras's rank adjustment), or a clear error."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import losses
 from .losses import same_rank
-from .utils import init_config, unique_name
+from .utils import float32_config, init_config, unique_name
 
 
 def _snake(name):
@@ -124,10 +124,7 @@ class Metric:
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.pop("dtype", None) not in (None, "float32"):
-            raise ValueError(f"{cls.__name__}: only dtype='float32' is supported")
-        return cls(**config)
+        return cls(**float32_config(cls, config))
 
 
 class Mean(Metric):

@@ -148,3 +148,11 @@ def image_dataset_from_directory(directory, *args, **kwargs):
     """Keras 3's image_dataset_from_directory: see tinycnn/image_dataset.py."""
     from .image_dataset import image_dataset_from_directory as load
     return load(directory, *args, **kwargs)
+
+
+def float32_config(cls, config):
+    """A config without its dtype entry, which must be float32's (tinycnn computes in float32)."""
+    config = dict(config)
+    if config.pop("dtype", None) not in (None, "float32"):
+        raise ValueError(f"{cls.__name__}: only dtype='float32' is supported")
+    return config
