@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = os.path.join(HERE, "sources")
 NOTEBOOKS = ("01_dense_softmax_backprop", "02_conv_im2col", "03_pool_dropout_relu", "04_mnist_cnn", "05_speed",
-             "06_backprop_through_a_graph")
+             "06_backprop_through_a_graph", "07_one_training_step", "08_deep_networks")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 

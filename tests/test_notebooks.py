@@ -16,10 +16,10 @@ import pytest
 NOTEBOOKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOKS_DIR, "*.ipynb")))
 REQUIRED = ("01_dense_softmax_backprop", "02_conv_im2col", "03_pool_dropout_relu", "04_mnist_cnn", "05_speed",
-            "06_backprop_through_a_graph")
+            "06_backprop_through_a_graph", "07_one_training_step", "08_deep_networks")
 
 
-def test_the_six_notebooks_are_there():
+def test_the_required_notebooks_are_there():
     names = [os.path.splitext(os.path.basename(path))[0] for path in NOTEBOOKS]
     assert all(name in names for name in REQUIRED), names
 
