@@ -281,6 +281,60 @@ def test_im2col_and_col2im_match_the_reference_exactly(case, threads_n, dtype, t
     np.testing.assert_array_equal(dx, dx_ref)
 
 
+@st.composite
+def batchnorm_case(draw):
+    """x (N, ..., C) of rank 2 to 4, with a mean far from 0 at times; gamma, beta or None."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(1, 3)))) + (draw(st.integers(1, 9)),)
+    x = (rng.standard_normal(shape) * draw(st.sampled_from([1.0, 3.0])) + draw(st.sampled_from([0.0, 5.0])))
+    C = shape[-1]
+    gamma = rng.standard_normal(C).astype(np.float32) if draw(st.booleans()) else None
+    beta = rng.standard_normal(C).astype(np.float32) if draw(st.booleans()) else None
+    return x.astype(np.float32), gamma, beta, rng.standard_normal(shape).astype(np.float32)
+
+
+@cases(60)
+@given(batchnorm_case(), st.booleans(), st.sampled_from([1, 2, 3]))
+def test_batchnorm_kernels_match_the_reference(case, batch_stats, threads_n):
+    """Statistics, forward and backward (batch or moving statistics) agree with the reference computed in
+    float64, to float32 round-off, however the rows are cut over the threads."""
+    x, gamma, beta, dout = case
+    f64 = [None if a is None else a.astype(np.float64) for a in (x, gamma, beta, dout)]
+    mean_ref, var_ref = numpy_ops.batchnorm_stats(f64[0])
+    with split_into(threads_n) as jobs:
+        mean, var = numba_ops.batchnorm_stats(x)
+    assert jobs == [min(threads_n, x.size // x.shape[-1])]           # rows cut over the threads
+    assert_close(mean, mean_ref.astype(np.float32))
+    assert_close(var, var_ref.astype(np.float32))
+    if not batch_stats:                          # moving statistics: any mean, any positive variance
+        mean, var = dout[(0,) * (x.ndim - 1)] * 2, np.abs(dout.reshape(-1, x.shape[-1])[-1]) + 0.5
+    mean_ref, var_ref = mean.astype(np.float64), var.astype(np.float64)
+    out_ref, saved_ref = numpy_ops.batchnorm_forward(f64[0], mean_ref, var_ref, f64[1], f64[2], 1e-3)
+    with split_into(threads_n):
+        out, saved = numba_ops.batchnorm_forward(x, mean, var, gamma, beta, 1e-3)
+        grads = numba_ops.batchnorm_backward(dout, saved, batch_stats)
+    assert_close(out, out_ref.astype(np.float32))
+    for got, ref in zip(grads, numpy_ops.batchnorm_backward(f64[3], saved_ref, batch_stats)):
+        assert_close(got, ref.astype(np.float32), 2e-5)
+
+
+def test_batchnorm_forward_with_relu_is_the_relu_of_its_output():
+    """The fast plan's BN + ReLU kernel: relu(batchnorm_forward), and its backward gates dout by out > 0 first."""
+    from tinycnn.kernels.numba_ops import normalization
+    rng = np.random.default_rng(3)
+    x, dout = rng.standard_normal((2, 5, 4, 6)).astype(np.float32), rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
+    mean, var = numpy_ops.batchnorm_stats(x)
+    gamma, beta = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    plain, saved_plain = numba_ops.batchnorm_forward(x, mean, var, gamma, beta, 1e-3)
+    out, saved = normalization.normalize(x, mean, var, gamma, beta, 1e-3, True)
+    np.testing.assert_array_equal(out, np.maximum(plain, 0))
+    assert (out == 0).any() and (out > 0).any()
+    for batch_stats in (True, False):
+        for got, ref in zip(numba_ops.batchnorm_backward(dout, saved, batch_stats),
+                            numba_ops.batchnorm_backward(dout * (plain > 0), saved_plain, batch_stats)):
+            np.testing.assert_array_equal(got, ref)
+
+
 ADAM = (0.01, 0.9, 0.999, 1e-7)
 
 

@@ -4,6 +4,8 @@
       on (the same seeds, so the same units dropped), the batch cut into 1 to 3 slices, each
       convolution algorithm (Direct, Winograd, im2col) and the general pooling path;
     * layers the fast plan does not know run as themselves (LayerStep), between the slices;
+    * BatchNormalization and the ReLU after it (BatchNormStep), in random models and the benchmark's
+      course model, moving statistics included;
     * the seed tutorial's model on MNIST: one step, and a short training run on both backends;
     * predict and evaluate do not depend on how the batch is cut;
     * warm_up changes nothing it must not; float64 runs on the reference; outputs are fresh.
@@ -20,7 +22,8 @@ from hypothesis import strategies as st
 
 import tinycnn
 from tinycnn import seed as tutorial
-from tinycnn.layers import Conv2D, Dense, Dropout, Flatten, Input, Layer, MaxPooling2D
+from tinycnn.layers import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D,
+                            Input, Layer, MaxPooling2D, ReLU)
 from tinycnn.plans import ReferencePlan
 from tinycnn.utils import rng, to_categorical
 
@@ -301,6 +304,98 @@ def test_unknown_layers_run_as_themselves(name, n_threads):
         if before is not None:
             assert layer.calls == before + 2, f"{layer} did not run its own forward (training and inference)"
     assert_same_step(fast, ref, plan)
+
+
+# ----------------------------------------------------------------------------------------
+# 2b. BatchNormalization (and the ReLU after it): BatchNormStep
+# ----------------------------------------------------------------------------------------
+def same_start_step(model, x, seed, **kw):
+    """The reference step, then the fast plan's from the same weights and moving statistics:
+    both results, and each BN layer's moving statistics after each."""
+    start = [w.copy() for w in model.get_weights()]
+    ref = reference_step(model, x, seed, **kw)
+    ref["weights"] = [w.copy() for w in model.get_weights()]
+    model.set_weights(start)
+    return ref
+
+
+bn_specs = st.fixed_dictionaries({
+    "n": one_of(1, 2, 3, 5, 8), "hw": one_of(3, 4, 6), "c": one_of(1, 2, 3), "filters": one_of(1, 3, 5),
+    "conv_activation": one_of("linear", "relu"), "center": st.booleans(), "scale": st.booleans(),
+    "frozen": one_of(False, False, True), "after": one_of("ReLU", "relu", "tanh", None),
+    "pool": st.booleans(), "head": one_of("gap", "flatten", "dense_bn"), "threads": one_of(1, 2, 3),
+    "seed": st.integers(0, 2**16)})
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(spec=bn_specs)
+def test_batchnorm_models_match_reference(spec):
+    """Conv2D - BatchNormalization (center, scale, frozen or not) - ReLU layer, Activation("relu"),
+    another activation or none - pooling - a head, with BN on (N, units) too: outputs, dL/dx, grads,
+    inference and the moving statistics are the reference's."""
+    tinycnn.set_backend("numba")
+    layers = [Conv2D(spec["filters"], 3, padding="same", activation=spec["conv_activation"],
+                     input_shape=(spec["hw"], spec["hw"], spec["c"])),
+              BatchNormalization(center=spec["center"], scale=spec["scale"], momentum=0.9)]
+    layers[1].trainable = not spec["frozen"]
+    if spec["after"] == "ReLU":
+        layers.append(ReLU())
+    elif spec["after"]:
+        layers.append(Activation(spec["after"]))
+    if spec["pool"]:
+        layers.append(MaxPooling2D())
+    if spec["head"] == "gap":
+        layers.append(GlobalAveragePooling2D())
+    elif spec["head"] == "flatten":
+        layers.append(Flatten())
+    else:
+        layers += [GlobalAveragePooling2D(), Dense(4), BatchNormalization(), ReLU()]
+    model = compiled(tinycnn.Sequential(layers + [Dense(3, activation="softmax")]))
+    r = np.random.default_rng(spec["seed"])
+    for layer in model.layers:             # moving statistics away from their initial 0 and 1
+        if isinstance(layer, BatchNormalization):
+            C = layer.params["moving_mean"].shape[0]
+            layer.params["moving_mean"][:] = r.standard_normal(C)
+            layer.params["moving_variance"][:] = r.random(C) + 0.5
+    x = (r.standard_normal((spec["n"], spec["hw"], spec["hw"], spec["c"])) * 2 + 1).astype(np.float32)
+    y = to_categorical(r.integers(0, 3, spec["n"]), 3)
+    ref = same_start_step(model, x, spec["seed"], y=y)
+    with split(spec["threads"]):
+        plan = FastPlan(model.layers)
+        assert_covers(plan, model.layers)
+        bn_steps = [s for s in plan.steps if type(s).__name__ == "BatchNormStep"]
+        assert len(bn_steps) == sum(isinstance(layer, BatchNormalization) for layer in model.layers)
+        fused = bn_steps[0].layers[1:]
+        assert [type(layer).__name__ for layer in fused] == (["ReLU"] if spec["after"] == "ReLU" else
+                                                            ["Activation"] if spec["after"] == "relu" else [])
+        fast = one_step(plan, model, x, spec["seed"], y=y)
+    assert_same_step(fast, ref, plan, rel=2e-5)
+    for got, want in zip(model.get_weights(), ref["weights"]):
+        assert_close(got, want, "weights after the step (moving statistics)")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_course_model_step_matches_reference(n_threads):
+    """The benchmark's course model (Conv-BN-ReLU x2, pool, Conv-BN-ReLU, GAP, Dense) on 6 CIFAR-shaped
+    images: the expected steps, and the reference's numbers."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))    # the repository's benchmarks/
+    from benchmarks import course
+    tinycnn.set_backend("numba")
+    tinycnn.set_random_seed(0)
+    model = compiled(course.tinycnn_model())
+    x, y = course.data(6)
+    ref = same_start_step(model, x, 3, y=y)
+    with split(n_threads):
+        plan = FastPlan(model.layers)
+        assert [type(s).__name__ for s in plan.steps] == [
+            "ConvStep", "BatchNormStep", "ConvStep", "BatchNormStep", "PoolStep", "ConvStep", "BatchNormStep",
+            "LayerStep", "DenseStep"]
+        fast = one_step(plan, model, x, 3, y=y)
+    assert_same_step(fast, ref, plan, rel=2e-5)
+    for got, want in zip(model.get_weights(), ref["weights"]):
+        assert_close(got, want, "weights after the step (moving statistics)")
 
 
 # ----------------------------------------------------------------------------------------

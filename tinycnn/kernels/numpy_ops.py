@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "maxpool_forward", "maxpool_backward",
-           "adam_update", "build_plan"]
+           "batchnorm_stats", "batchnorm_forward", "batchnorm_backward", "adam_update", "build_plan"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -179,6 +179,48 @@ def maxpool_backward(dout, saved):
 
 
 # ----------------------------------------------------------------------------------------
+# BatchNormalization: per-channel statistics over every axis but the last
+# ----------------------------------------------------------------------------------------
+def batchnorm_stats(x):
+    """x (N, ..., C) -> mean (C,), var (C,): over every value of each channel, var biased (/ m)."""
+    axes = tuple(range(x.ndim - 1))
+    mu = x.mean(axis=axes)                                    # (C,)
+    return mu, ((x - mu) ** 2).mean(axis=axes)                # (C,)
+
+
+def batchnorm_forward(x, mean, var, gamma, beta, eps):
+    """out = gamma * (x - mean) / sqrt(var + eps) + beta.  x (N, ..., C); mean, var (C,);
+    gamma, beta (C,) or None (scale 1, shift 0) -> out like x.
+
+    saved = (xhat, inv_std, gamma): what batchnorm_backward needs.
+    """
+    inv_std = 1.0 / np.sqrt(var + x.dtype.type(eps))          # (C,)
+    xhat = (x - mean) * inv_std                               # like x
+    out = xhat if gamma is None else xhat * gamma             # like x
+    if beta is not None:
+        out = out + beta
+    return out, (xhat, inv_std, gamma)
+
+
+def batchnorm_backward(dout, saved, batch_stats):
+    """dout like x -> dx like x, dgamma (C,), dbeta (C,).
+
+    batch_stats: were mean and var the batch's own (training)? Then they depend on every x, and
+    dx = scale / m * (m * dout - dbeta - xhat * dgamma); else dx = dout * scale, with
+    scale = gamma / sqrt(var + eps) and m the values per channel.
+    """
+    xhat, inv_std, gamma = saved
+    axes = tuple(range(dout.ndim - 1))
+    dbeta = dout.sum(axis=axes)                               # (C,)
+    dgamma = (dout * xhat).sum(axis=axes)                     # (C,)
+    scale = inv_std if gamma is None else gamma * inv_std     # (C,)
+    if not batch_stats:
+        return dout * scale, dgamma, dbeta                    # like x
+    m = dout.size // dout.shape[-1]                           # values per channel
+    return scale / m * (m * dout - dbeta - xhat * dgamma), dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------------------
 # The Adam step
 # ----------------------------------------------------------------------------------------
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, write=True):
@@ -202,7 +244,8 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, write=True):
 # ----------------------------------------------------------------------------------------
 # How a model runs its layers on this backend
 # ----------------------------------------------------------------------------------------
-def build_plan(layers):
-    """The reference plan (tinycnn/plans.py): each layer's forward in order, backward in reverse."""
+def build_plan(layers, input_grad=False):
+    """The reference plan (tinycnn/plans.py): each layer's forward in order, backward in reverse.
+    input_grad: backward must return dL/d(input) (a stage inside a graph); else it may return None."""
     from ..plans import ReferencePlan
     return ReferencePlan(layers)

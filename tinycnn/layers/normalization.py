@@ -16,12 +16,17 @@ Backward:            dbeta  = sum(dout)                    (C,)
                      (mu and var depend on every x: the two sums are their share of the gradient)
    inference:        dx = dout * gamma / sqrt(var + eps)   (mu and var are constants)
 
+The maths lives in the kernels K.batchnorm_stats, K.batchnorm_forward and K.batchnorm_backward
+(tinycnn/kernels/numpy_ops.py has them as written above).
+
 As in Keras 3, a frozen layer (`trainable = False`) runs in inference mode even in fit(): it
 normalizes with its moving statistics and leaves them alone.
 """
 import numpy as np
 
-from .base import Layer, shape_str
+from .. import initializers
+from ..backend import K
+from .base import Layer, at_defaults, serialized, shape_str
 
 BN_INITIALIZERS = {"zeros": np.zeros, "ones": np.ones}
 
@@ -43,8 +48,10 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
-                 beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
+                 beta_constraint=None, gamma_constraint=None, synchronized=False, renorm=False,
+                 renorm_clipping=None, renorm_momentum=0.99, **kwargs):
         super().__init__(**kwargs)
+        at_defaults(self, renorm=(renorm, False), renorm_clipping=(renorm_clipping, None))
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"{self}: axis must be an integer; received {axis!r}")
         self.axis = int(axis)
@@ -54,9 +61,11 @@ class BatchNormalization(Layer):
         self.initializers = {}
         for key, value in (("gamma", gamma_initializer), ("beta", beta_initializer),
                            ("moving_mean", moving_mean_initializer), ("moving_variance", moving_variance_initializer)):
-            if value not in BN_INITIALIZERS:
+            named = {initializers.Zeros: "zeros", initializers.Ones: "ones"}.get(
+                type(initializers.get(value)) if isinstance(value, (dict, initializers.Initializer)) else None, value)
+            if named not in BN_INITIALIZERS:
                 raise ValueError(f"{self}: {key}_initializer must be 'zeros' or 'ones'; received {value!r}")
-            self.initializers[key] = value
+            self.initializers[key] = named
         for arg, value in (("beta_regularizer", beta_regularizer), ("gamma_regularizer", gamma_regularizer),
                            ("beta_constraint", beta_constraint), ("gamma_constraint", gamma_constraint)):
             if value is not None:
@@ -65,6 +74,14 @@ class BatchNormalization(Layer):
             raise ValueError(f"{self}: synchronized=True (statistics across devices) is not supported; "
                              f"tinycnn runs on one device")
         self.non_trainable = {"moving_mean", "moving_variance"}
+
+    def get_config(self):
+        inits = {f"{key}_initializer": serialized({"zeros": initializers.Zeros(), "ones": initializers.Ones()}[name])
+                 for key, name in self.initializers.items()}
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, **inits, "beta_regularizer": None,
+                "gamma_regularizer": None, "beta_constraint": None, "gamma_constraint": None,
+                "synchronized": False, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99}
 
     def _number(self, value, arg, expected, ok):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -88,24 +105,18 @@ class BatchNormalization(Layer):
 
     def forward(self, x, training=False):
         """x (N, ..., C) -> out (N, ..., C)."""
-        axes = tuple(range(x.ndim - 1))                   # every axis but the channels
         batch_stats = training and self.trainable         # a frozen layer uses its moving statistics
         if batch_stats:
             if x.shape[0] == 0:
                 raise ValueError(f"{self}: training needs at least one sample; received shape {x.shape}")
-            mu = x.mean(axis=axes)                                            # (C,)
-            var = ((x - mu) ** 2).mean(axis=axes)                             # (C,) biased
+            mu, var = K.batchnorm_stats(x)                                    # (C,), (C,) biased
             self._update("moving_mean", mu)
             self._update("moving_variance", var)
         else:
             mu, var = self.params["moving_mean"], self.params["moving_variance"]
-        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.epsilon))             # (C,)
-        xhat = (x - mu) * inv_std                                             # like x
-        gamma = self.params.get("gamma")
-        out = xhat if gamma is None else xhat * gamma                         # like x
-        if self.center:
-            out = out + self.params["beta"]
-        self.cache = (xhat, inv_std, batch_stats) if training else None
+        out, saved = K.batchnorm_forward(x, mu, var, self.params.get("gamma"), self.params.get("beta"),
+                                         self.epsilon)                        # like x; saved: for backward
+        self.cache = (saved, batch_stats) if training else None
         return out
 
     def _update(self, key, batch_value):
@@ -116,17 +127,10 @@ class BatchNormalization(Layer):
 
     def backward(self, dout):
         """dout (N, ..., C) -> dx (N, ..., C); fills grads["gamma"] and grads["beta"]."""
-        xhat, inv_std, batch_stats = self.cached()
-        axes = tuple(range(dout.ndim - 1))
-        dbeta = dout.sum(axis=axes)                                           # (C,)
-        dgamma = (dout * xhat).sum(axis=axes)                                 # (C,)
+        saved, batch_stats = self.cached()
+        dx, dgamma, dbeta = K.batchnorm_backward(dout, saved, batch_stats)    # like x, (C,), (C,)
         if self.center:
             self.grads["beta"] = dbeta
         if self.scale:
             self.grads["gamma"] = dgamma
-        gamma = self.params.get("gamma")
-        scale = inv_std if gamma is None else gamma * inv_std                 # (C,) d out / d x with mu, var fixed
-        if not batch_stats:
-            return dout * scale                                               # like x
-        m = dout.size // dout.shape[-1]                                       # values per channel
-        return scale / m * (m * dout - dbeta - xhat * dgamma)                 # like x
+        return dx

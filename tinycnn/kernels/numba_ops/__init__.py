@@ -3,9 +3,12 @@
 Read tinycnn/kernels/numpy_ops.py first: it says what each function computes. Here:
     conv2d_forward, conv2d_backward      conv.py: direct.py, winograd.py or im2col_conv.py, by shape
     maxpool_forward, maxpool_backward    pooling.py (2x2 windows: elementwise.py)
+    batchnorm_stats, batchnorm_forward,  normalization.py
+    batchnorm_backward
     im2col, col2im                       im2col_conv.py
     adam_update                          elementwise.py
-    build_plan(layers)                   plan.py: how a model runs its layers here (steps.py)
+    build_plan(layers)                   plan.py: how a model runs its layers here (steps.py,
+                                         norm_steps.py)
     threads.py, blas.py, blocks.py       every core at work, the BLAS held to one thread meanwhile,
                                          a few images at a time so that buffers stay in cache
 Called on its own, each function cuts the batch into one slice per core; called from inside a
@@ -20,6 +23,7 @@ import numpy as np
 from .. import numpy_ops
 from . import blocks, elementwise, im2col_conv as im2col_kernels, threads
 from .conv import EMPTY, NO_DROPOUT, Conv, out_hw
+from .normalization import batchnorm_backward, batchnorm_forward, batchnorm_stats
 from .plan import FastPlan
 from .pooling import maxpool, maxpool_backward as _maxpool_backward
 
@@ -127,6 +131,7 @@ def adam_update(p, g, m, v, lr_t, beta_1, beta_2, epsilon, write=True):
                                  f(lr_t), f(beta_1), f(beta_2), f(epsilon), write))
 
 
-def build_plan(layers):
-    """How a model runs its layers on this backend: plan.FastPlan."""
-    return FastPlan(layers)
+def build_plan(layers, input_grad=False):
+    """How a model runs its layers on this backend: plan.FastPlan. input_grad: backward must
+    return dL/d(input) (a stage inside a graph); else the first layer computes none."""
+    return FastPlan(layers, input_grad=input_grad)

@@ -104,5 +104,5 @@ class Conv:
             self.alg.unfused_backward(dz, x[s:e], ctx, self._part(saved, s, e), dw, dx_part, scratch)
 
     def _part(self, saved, s, e):
-        """Images s..e-1 of what the algorithm keeps (only Winograd keeps anything: V, by tiles)."""
+        """Images s..e-1 of what the algorithm keeps from forward for backward, if anything."""
         return None if saved is None else saved[s * self.alg.per:e * self.alg.per]

@@ -6,7 +6,8 @@ fewer passes over memory and fewer hand-overs between threads:
   * neighbouring layers are one step (steps.py): a convolution, its ReLU, the 2x2 max-pool and
     the dropout after it; a Dense layer, its ReLU and its dropout. The convolution's output is
     written a few images at a time into a buffer that stays in the core's cache, and only the
-    pooled, dropped-out result goes to memory;
+    pooled, dropped-out result goes to memory; a BatchNormalization and the ReLU after it
+    (norm_steps.py), which run between the slices, on the whole batch, their kernels on every core;
   * the batch is cut into one slice per core (threads.py), and each core runs every step on its
     slice: one hand-over for the whole forward pass, one for the whole backward pass;
   * the first layer computes no dL/dx (backward returns None); inference keeps nothing;
@@ -50,8 +51,8 @@ def _from_numba(err):
 
 
 class FastPlan:
-    def __init__(self, layers):
-        self.layers = list(layers)
+    def __init__(self, layers, input_grad=False):
+        self.layers, self.input_grad = list(layers), input_grad
         self.steps = steps_for(self.layers)
         self.segments, run = [], []
         for step in self.steps:                     # runs of parallel steps; a LayerStep alone
@@ -74,7 +75,7 @@ class FastPlan:
 
     def _keys(self):
         return {(type(step).__name__, getattr(getattr(step, "conv", None), "alg", None).__class__.__name__)
-                for step in self.steps if step.parallel}
+                for step in self.steps if step.parallel or hasattr(step, "warm")}
 
     @property
     def compiles(self):
@@ -124,7 +125,7 @@ class FastPlan:
             for i in reversed(range(len(self.segments))):
                 segment = self.segments[i]
                 if segment[0].parallel:
-                    dout = self._backward(i, segment, dout, first=i == 0)
+                    dout = self._backward(i, segment, dout, first=i == 0 and not self.input_grad)
                 else:
                     dout = segment[0].backward(dout)
         return dout
@@ -175,3 +176,5 @@ class FastPlan:
                 step.end(1)
                 step.begin(False, seed=0)
                 step.forward(0, a, 0, False)
+            elif hasattr(step, "warm"):             # a whole-batch step with kernels of its own
+                step.warm()

@@ -11,11 +11,12 @@ their dL/dx, and their grads are filled with dL/dparams summed over every slice 
     DropoutStep    Dropout on its own
     ReshapeStep    Flatten
     ActivationStep Activation layers, with the layer's own activation functions (not needs_z)
+    BatchNormStep  BatchNormalization, and the ReLU after it (norm_steps.py): on the whole batch
     LayerStep      any other layer: its own forward and backward, on the whole batch
 """
 import numpy as np
 
-from ...layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from ...layers import Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from . import blocks, elementwise, pooling
 from .conv import EMPTY, NO_DROPOUT, Conv, apply_dropout, dropout_args, gradients
 from ..numpy_ops import offset_dtype
@@ -290,6 +291,7 @@ class LayerStep(Step):
 
 def steps_for(layers):
     """The layers, matched left to right to the steps above; what no step knows runs as itself."""
+    from .norm_steps import BatchNormStep          # it builds on Step, defined here
     steps, i = [], 0
 
     def take(kind, test=lambda layer: True):
@@ -314,6 +316,9 @@ def steps_for(layers):
             steps.append(DropoutStep(layer))
         elif own(layer, Flatten):
             steps.append(ReshapeStep(layer))
+        elif own(layer, BatchNormalization):
+            steps.append(BatchNormStep(layer, take(Activation, lambda a: own(a, Activation)
+                                                   and a.activation.name == "relu")))
         elif own(layer, Activation) and not layer.activation.needs_z:   # its backward gets the output
             steps.append(ActivationStep(layer))
         else:

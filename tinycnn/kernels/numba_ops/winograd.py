@@ -9,7 +9,7 @@ for each of the 64 positions k of a transformed tile, one matrix product over th
     z          = AT M[t] A            (6, 6) per tile and filter
 Backward runs the same linear steps in reverse, each with its transposed matrices:
     dM[t]      = A dz[t] AT           (8, 8) per tile and filter
-    dU[k]      = V[:, k].T @ dM[:, k] (C, F)   ->  dW = GT dU G
+    dU[k]      = V[:, k].T @ dM[:, k] (C, F)   ->  dW = GT dU G   (V transformed again, block by block)
     dV[:, k]   = dM[:, k] @ U[k].T    (T, C)   ->  dx = B dV[t] BT per tile; overlapping tiles add
 Multiplications per output: 64 C / 36 = 1.8 C, against 9 C for im2col. It is the same
 convolution as numpy_ops.conv2d_forward's, rounded differently. Outputs whose 3x3 window reads
@@ -223,17 +223,24 @@ class Winograd:
         return U, np.ascontiguousarray(U.transpose(0, 2, 1))
 
     def saved_shape(self, n):
-        return (n * self.per, POSITIONS, self.C)                       # V, kept for dW
+        """Nothing kept: backward transforms each block's x again (see benchmarks/DECISIONS.md,
+        "Course convolutions"), cheaper in the core's cache than V written out and read back."""
+        return None
+
+    def transform(self, x, scratch):
+        """V (t, 64, C) of a block x (n, H, W, C), in the block's buffer."""
+        V = scratch("V", (len(x) * self.per, POSITIONS, self.C), x.dtype)
+        input_transform(x, self.top, self.left, self.TH, self.TW, scratch("d", (SIZE, SIZE, self.C), x.dtype),
+                        scratch("r", (SIZE, SIZE, self.C), x.dtype), V)
+        return V
 
     fused = fused_dx = True          # computes the epilogue itself (see conv.py)
 
     def forward(self, x, ctx, b, relu, pool, out, argmax, saved, scratch):
-        """out (n, PH, PW, F) = the epilogue of the convolution of x (n, H, W, C); V into `saved` if given."""
+        """out (n, PH, PW, F) = the epilogue of the convolution of x (n, H, W, C)."""
         U, _ = ctx
-        t, C, F = len(x) * self.per, self.C, self.F
-        V = saved if saved is not None else scratch("V", (t, POSITIONS, C), x.dtype)
-        input_transform(x, self.top, self.left, self.TH, self.TW, scratch("d", (SIZE, SIZE, C), x.dtype),
-                        scratch("r", (SIZE, SIZE, C), x.dtype), V)
+        t, F = len(x) * self.per, self.F
+        V = self.transform(x, scratch)
         support = scratch("support", (len(x),) + self.out_hw, np.bool_)
         reads_nonzero(x, self.top, self.left, support)
         M = scratch("M", (t, POSITIONS, F), x.dtype)
@@ -250,11 +257,12 @@ class Winograd:
         output_transform_backward(g, argmax, pool, self.TH, self.TW, scratch("u", (TILE, TILE, F), g.dtype),
                                   scratch("ru", (SIZE, TILE, F), g.dtype), dM)
         dMk = dM.transpose(1, 0, 2)                                        # (64, t, F)
+        V = self.transform(x, scratch)
         dU = scratch("dU", (POSITIONS, C, F), g.dtype)
-        np.matmul(saved.transpose(1, 2, 0), dMk, out=dU)                   # 64 x (C, t) @ (t, F)
+        np.matmul(V.transpose(1, 2, 0), dMk, out=dU)                       # 64 x (C, t) @ (t, F)
         dw += dU
         if dx is not None:
-            dV = scratch("V", (t, POSITIONS, C), g.dtype)
+            dV = scratch("V", (t, POSITIONS, C), g.dtype)                  # V's buffer: dU is done
             np.matmul(dMk, UT, out=dV.transpose(1, 0, 2))                  # 64 x (t, F) @ (F, C)
             input_transform_backward(dV, self.top, self.left, self.TH, self.TW, scratch("d", (SIZE, SIZE, C), g.dtype),
                                      scratch("r", (SIZE, SIZE, C), g.dtype), dx)
