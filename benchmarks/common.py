@@ -184,6 +184,35 @@ def seed_task(fw, cfg):
     return out
 
 
+def course_task(fw, cfg):
+    """The course model (benchmarks/course.py) on random CIFAR-shaped data: warm up, time train
+    steps, then the marginal fit step, as seed_task does (no epochs: the data are random).
+
+    `fw` has build_course(weights) besides what seed_task uses. cfg["course"] holds
+    warmup_steps, steps and fit_steps; the data are fit_steps[1] batches of batch_size images.
+    """
+    from . import course
+    c, bs = cfg["course"], cfg["batch_size"]
+    x, y = course.data(c["fit_steps"][1] * bs)
+    fw.build_course(load_weights_list(cfg.get("init_weights")))
+    X, Y = fw.prepare(x, y)
+    t = time.perf_counter()
+    fw.fit_steps(X, Y, bs, 2)                   # JIT compilation, graph tracing, buffers
+    out = {"warmup_s": time.perf_counter() - t}
+    steps_per_pass = len(x) // bs
+
+    def step(i):
+        s = (i % steps_per_pass) * bs
+        fw.train_step(X[s:s + bs], Y[s:s + bs])
+
+    times = time_calls(step, c["warmup_steps"], c["steps"], c["steps"], 0.0)
+    out["step_ms"] = [1000 * t for t in times]
+    out["ms_per_step"] = statistics.median(out["step_ms"])
+    out.update(fit_marginal(fw, X, Y, bs, c["fit_steps"], len(x)))
+    out["train_images"], out["batch_size"], out["image_shape"] = len(x), bs, list(x.shape[1:])
+    return out
+
+
 def fit_marginal(fw, X, Y, bs, steps, n):
     """Time fit_steps over S1 and then S2 batches (no validation): the marginal ms per step."""
     s1, s2 = (min(int(s), n // bs) for s in steps)      # only whole batches of the data there is

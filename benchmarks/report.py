@@ -2,8 +2,9 @@
 import os
 import statistics
 
-ORDER = ("tinycnn-numba", "tinycnn-numpy", "keras", "pytorch")
-LABELS = {"tinycnn-numba": "tinycnn (Numba)", "tinycnn-numpy": "tinycnn (NumPy)",
+ORDER = ("tinycnn-numba", "tinycnn-functional", "tinycnn-numpy", "keras", "pytorch")
+LABELS = {"tinycnn-numba": "tinycnn (Numba)", "tinycnn-functional": "tinycnn (Numba, functional API)",
+          "tinycnn-numpy": "tinycnn (NumPy)",
           "keras": "Keras (TF CPU)", "pytorch": "PyTorch CPU"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUND_METRICS = ("ms_per_step", "fit_ms_per_step", "s_per_epoch", "predict_s")
@@ -53,6 +54,110 @@ def round_ratios(runs, fw="tinycnn-numba", ref="keras", within=FAST_WITHIN):
     return {"framework": fw, "reference": ref, "fast_within": within, f"fastest_{ref}_s_per_epoch": fastest,
             "rounds": rows, "fast_rounds": [x["round"] for x in fast],
             "median_all_rounds": medians(rows), "median_fast_rounds": medians(fast)}
+
+
+COURSE_METRICS = ("ms_per_step", "fit_ms_per_step")
+
+
+def course_round_ratios(runs, fw="tinycnn-numba", refs=("keras", "pytorch"), metrics=COURSE_METRICS):
+    """fw's time ÷ each reference's in the same round, and their medians over the rounds."""
+    mine = {r["round"]: r for r in runs.get(fw, []) if "round" in r}
+    out = {}
+    for ref in refs:
+        theirs = {r["round"]: r for r in runs.get(ref, []) if "round" in r}
+        rows = [dict({"round": r}, **{m: _per(mine[r].get(m), theirs[r].get(m)) for m in metrics})
+                for r in sorted(set(mine) & set(theirs))]
+        if rows:
+            out[ref] = {"rounds": rows, "median": {
+                m: statistics.median(v) if (v := [x[m] for x in rows if x[m] is not None]) else None
+                for m in metrics}}
+    return out or None
+
+
+FUNCTIONAL_LIMIT = 1.05     # the functional seed's step must be within 5% of the Sequential's
+
+
+def functional_lines(results):
+    """The seed model built with tinycnn.Model(inputs, outputs) ÷ the Sequential, round by round."""
+    v = (results.get("functional_ratios") or {}).get("tinycnn-numba")
+    if not v:
+        return []
+    med = v["median"]["ms_per_step"]
+    verdict = "within" if med is not None and med <= FUNCTIONAL_LIMIT else "NOT within"
+    return [f"{LABELS['tinycnn-functional']} ÷ {LABELS['tinycnn-numba']} (the same seed model as "
+            f"tinycnn.Input → the layers called in a chain → tinycnn.Model, in a process of its own in the same "
+            f"rounds), ms/step: " + ", ".join(f"round {x['round']}: {_x(x['ms_per_step'])}" for x in v["rounds"])
+            + f"; median {_x(med)} ({verdict} the {FUNCTIONAL_LIMIT:.2f}× required); fit ms/step "
+            f"{_x(v['median']['fit_ms_per_step'])}, s/epoch {_x(v['median']['s_per_epoch'])}."]
+
+
+def course_table(results):
+    course = results.get("course") or {}
+    fws = [f for f in ORDER if f in course]
+    if not fws:
+        return []
+    c = course[fws[0]]
+    s1, s2 = c["fit_steps"]
+    lines = [f"The course model (benchmarks/course.py: Conv2D(32)-BN-ReLU, Conv2D(32)-BN-ReLU, MaxPool, "
+             f"Conv2D(64)-BN-ReLU, GlobalAveragePooling2D, Dense(10); 3×3 'same' convolutions), random "
+             f"{'×'.join(map(str, c['image_shape']))} images in [0, 1], 10 classes, batch {c['batch_size']}, "
+             f"{c['ms_per_step']['n']} round(s), run in the same rounds as the seed workload. Median [min–max] "
+             f"over rounds; fit ms/step is the marginal step of a fit of {s2} batches against one of {s1}.", "",
+             "| framework | train ms/step | fit ms/step (marginal) | peak RSS, MB | ms/step ÷ Keras | "
+             "ms/step ÷ PyTorch | fit ms/step ÷ Keras | fit ms/step ÷ PyTorch |", "|---|---|---|---|---|---|---|---|"]
+    rat = results.get("course_ratios", {})
+
+    def r(key, fw, m):
+        v = rat.get(key, {}).get(fw, {}).get(m)
+        return "—" if v is None else f"{v:.2f}×"
+    for fw in fws:
+        s = course[fw]
+        lines.append(f"| {LABELS[fw]} | {_fmt(s['ms_per_step'])} | {_fmt(s.get('fit_ms_per_step'))} | "
+                     f"{_fmt(s['peak_rss_mb'], 0)} | {r('vs_keras', fw, 'ms_per_step')} | "
+                     f"{r('vs_pytorch', fw, 'ms_per_step')} | {r('vs_keras', fw, 'fit_ms_per_step')} | "
+                     f"{r('vs_pytorch', fw, 'fit_ms_per_step')} |")
+    return lines
+
+
+def course_round_lines(results):
+    lines = []
+    for ref, v in (results.get("course_round_ratios") or {}).items():
+        lines += ["", f"{LABELS['tinycnn-numba']} ÷ {LABELS[ref]}, round by round (ms/step; fit ms/step): "
+                  + ", ".join(f"round {x['round']}: {_x(x['ms_per_step'])}; {_x(x['fit_ms_per_step'])}"
+                              for x in v["rounds"])
+                  + f". Median of the rounds: {_x(v['median']['ms_per_step'])}; {_x(v['median']['fit_ms_per_step'])}."]
+    return lines
+
+
+def course_layer_lines(results):
+    """Where the time of tinycnn's course step goes: each layer's own forward and backward."""
+    lay = (results.get("course_layers") or {}).get("backends") or {}
+    fws = [f for f in ("tinycnn-numba", "tinycnn-numpy") if f in lay]
+    if not fws:
+        return []
+    first = lay[fws[0]]
+    lines = ["", f"Where tinycnn's course step goes, batch {first['batch_size']}: each layer's own "
+                 f"forward(training=True) and backward (dL/dx included), one after another as the reference plan "
+                 f"runs them.", "",
+             "| layer | output | " + " | ".join(f"{LABELS[f]} fwd ms | bwd ms" for f in fws) + " |",
+             "|---|---|" + "---|---|" * len(fws)]
+    for i, row in enumerate(first["layers"]):
+        cells = [f"{lay[f]['layers'][i]['forward_ms']:.2f} | {lay[f]['layers'][i]['backward_ms']:.2f}" for f in fws]
+        lines.append(f"| {row['name']} ({row['type']}) | {'×'.join(map(str, row['out_shape']))} | "
+                     + " | ".join(cells) + " |")
+    lines.append("| Adam update | | " + " | ".join(f"— | {lay[f]['adam_ms']:.2f}" for f in fws) + " |")
+    for f in fws:
+        r = lay[f]
+        by_type = {}
+        for x in r["layers"]:
+            by_type[x["type"]] = by_type.get(x["type"], 0) + x["forward_ms"] + x["backward_ms"]
+        total = sum(by_type.values()) + r["adam_ms"]
+        lines += ["", f"{LABELS[f]}: layers + Adam sum to {total:.1f} ms (" + ", ".join(
+            f"{k} {v:.1f} ms, {100 * v / total:.0f}%" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]))
+            + f"); a whole train_on_batch takes {r['train_step_ms']:.1f} ms."]
+    for f in fws:
+        lines += plan_step_lines(lay[f], None, LABELS[f] + ", course")
+    return lines
 
 
 def _x(v):
@@ -254,7 +359,8 @@ def plan_step_lines(r, peak, label):
     lines = ["", f"{label}, the fast plan's steps: each on the whole batch of {r['batch_size']} as one slice on one "
                  f"thread (begin, forward in order, backward in reverse with no dL/dx for the first step, end), "
                  f"beside the same layers' own calls above. In training the plan cuts the batch into one slice "
-                 f"per core.", "",
+                 f"per core. Steps that run between the slices (BatchNormStep, LayerStep) run here as in training, "
+                 f"on the whole batch, with their kernels on every core.", "",
              "| step | layers | fwd ms (% peak) | bwd ms (% peak) | begin + end ms | its layers' fwd ms | "
              "its layers' bwd ms |", "|---|---|---|---|---|---|---|"]
 
@@ -300,7 +406,8 @@ def plots(results, out, name):
     files = []
     seed = results.get("seed") or {}
     fws = [f for f in ORDER if f in seed]
-    colors = {"tinycnn-numba": "tab:blue", "tinycnn-numpy": "tab:cyan", "keras": "tab:orange", "pytorch": "tab:red"}
+    colors = {"tinycnn-numba": "tab:blue", "tinycnn-functional": "tab:purple", "tinycnn-numpy": "tab:cyan",
+              "keras": "tab:orange", "pytorch": "tab:red"}
     if fws:
         fig, axes = plt.subplots(1, 3, figsize=(13, 4))
         for ax, metric, title in zip(axes, ("ms_per_step", "s_per_epoch", "predict_s"),
@@ -381,8 +488,11 @@ def write(results, out, name):
     md += [f"- {line}" for line in machine_line(results)]
     for fw, why in results.get("skipped", {}).items():
         md.append(f"- {why}")
-    rounds = round_lines(results)
+    rounds, functional = round_lines(results), functional_lines(results)
+    rounds += [""] + functional if rounds and functional else functional
     sections = [("Seed workload", seed_table(results) + ([""] + rounds if rounds else []), "seed"),
+                ("Course workload", course_table(results) + course_round_lines(results)
+                 + course_layer_lines(results), None),
                 ("Numba JIT compile time", jit_lines(results), None),
                 ("Scaling", scaling_lines(results), "scaling"),
                 ("Per-layer times and roofline", layer_lines(results), "layers"),
@@ -411,7 +521,10 @@ def write(results, out, name):
     readme += [""]
     readme += seed_table(results)
     fast = fast_rounds_line(results)
+    fast += [""] + functional if fast and functional else functional
     readme += [""] + fast if fast else []
+    course = course_table(results)
+    readme += [""] + course if course else []
     if "seed" in rel:
         readme += ["", f"![seed benchmark]({rel['seed']})"]
     lay = results.get("layers")

@@ -1,7 +1,10 @@
 """Run the benchmark suite: `python -m benchmarks [--quick | --full] [options]`.
 
-The seed workload runs every framework in its own subprocess, in rounds, each round in a
-rotated order, so that the shared machine's noise falls on all of them alike. Scaling, the
+The seed workload and the course workload (benchmarks/course.py: a BatchNorm CNN on 32x32x3
+images) run every framework in its own subprocess, in rounds, each round in a rotated order
+(the seed for every framework, then the course), so that the shared machine's noise falls on
+all of them alike. "tinycnn-functional" is the seed model built with tinycnn.Model(inputs,
+outputs) on the Numba backend, run in the same rounds (seed only) against the Sequential. Scaling, the
 per-layer roofline, Numba's JIT cost and the Keras parity check follow. The results go to
 --out (default benchmarks/results/): results.json, results.md and the PNG plots.
 """
@@ -30,28 +33,33 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = {   # name -> (worker module, extra config, modules it needs)
     "tinycnn-numba": ("benchmarks.worker_tinycnn", {"backend": "numba"}, ["numba"]),
     "tinycnn-numpy": ("benchmarks.worker_tinycnn", {"backend": "numpy"}, []),
+    "tinycnn-functional": ("benchmarks.worker_tinycnn", {"backend": "numba", "api": "functional"}, ["numba"]),
     "keras": ("benchmarks.worker_keras", {}, ["tensorflow", "keras"]),
     "pytorch": ("benchmarks.worker_torch", {}, ["torch"]),
 }
 SCALING_FRAMEWORKS = ("tinycnn-numba", "tinycnn-numpy", "keras")
+ONLY_TASKS = {"tinycnn-functional": ("seed",)}      # the seed model built with tinycnn.Model(inputs, outputs)
 
 PROFILES = {
     "default": dict(rounds=3, warmup_steps=10, steps=60, epochs=1, train_subset=None, test_subset=None,
                     scaling=dict(batch_sizes=[1, 8, 32, 128, 512], image_sizes=[28, 56, 112], image_batch=32,
                                  warmup=2, min_steps=5, max_steps=40, budget_s=3.0),
                     layer_batch=128, layer_repeats=10, peak_n=2048, peak_repeats=5, parity_images=None,
-                    fit_steps=[10, 60], timeout=1800),
+                    fit_steps=[10, 60], timeout=1800,
+                    course=dict(warmup_steps=5, steps=30, fit_steps=[5, 25])),
     "quick": dict(rounds=2, warmup_steps=3, steps=10, epochs=1, train_subset=2000, test_subset=2000,
                   scaling=dict(batch_sizes=[1, 8, 32, 128], image_sizes=[28, 56], image_batch=32,
                                warmup=1, min_steps=3, max_steps=10, budget_s=1.0),
                   layer_batch=128, layer_repeats=3, peak_n=1024, peak_repeats=3, parity_images=2000,
-                  fit_steps=[3, 12], timeout=600),
+                  fit_steps=[3, 12], timeout=600,
+                  course=dict(warmup_steps=2, steps=8, fit_steps=[3, 10])),
     "smoke": dict(rounds=1, warmup_steps=1, steps=3, epochs=1, train_subset=256, test_subset=256,
                   batch_size=16,
                   scaling=dict(batch_sizes=[1, 8], image_sizes=[28], image_batch=8,
                                warmup=1, min_steps=2, max_steps=2, budget_s=0.0),
                   layer_batch=8, layer_repeats=2, peak_n=256, peak_repeats=2, parity_images=256,
-                  fit_steps=[2, 12], timeout=300),
+                  fit_steps=[2, 12], timeout=300,
+                  course=dict(warmup_steps=1, steps=3, fit_steps=[2, 4])),
 }
 
 
@@ -70,7 +78,7 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, help="rounds of the seed workload")
     p.add_argument("--epochs", type=int, help="epochs per round (default 1; 5 with --full)")
     p.add_argument("--steps", type=int, help="timed train steps per round, after the warm-up")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: seed, scaling, layers, jit, parity")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: seed, course, scaling, layers, jit, parity")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"), help="results folder")
     p.add_argument("--name", default="results", help="base name of the JSON and markdown files")
     p.add_argument("--report-only", metavar="JSON", help="only rewrite the markdown and plots from a results JSON")
@@ -89,7 +97,7 @@ def parse_args(argv):
     if unknown:
         p.error(f"unknown framework(s) {unknown}; choose from {list(FRAMEWORKS)}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    bad = skip - {"seed", "scaling", "layers", "jit", "parity"}
+    bad = skip - {"seed", "course", "scaling", "layers", "jit", "parity"}
     if bad:
         p.error(f"--skip: unknown part(s) {sorted(bad)}")
     if args.threads < 1:
@@ -206,21 +214,38 @@ class Runner:
 
 
 # -- the parts ----------------------------------------------------------------------------------
-def run_seed(runner, frameworks, cfg, workdir):
-    runs = {f: [] for f in frameworks}
+def run_rounds(runner, frameworks, cfg, workdir, tasks=("seed", "course")):
+    """Each round: every framework's seed run, then every framework's course run, in the round's
+    rotated order. Returns {task: {framework: [run, ...]}}."""
+    runs = {task: {f: [] for f in frameworks if task in ONLY_TASKS.get(f, tasks)} for task in tasks}
     names = list(frameworks)
     for r in range(cfg["rounds"]):
         order = names[r % len(names):] + names[:r % len(names)]
-        print(f"Seed workload, round {r + 1}/{cfg['rounds']}: {', '.join(order)}", flush=True)
-        for fw in order:
-            extra = {"init_weights": os.path.join(workdir, "init_weights.npz")}
-            if r == cfg["rounds"] - 1:
-                extra["save_weights"] = os.path.join(workdir, f"trained-{fw}.npz")
-            res = runner.run(fw, "seed", extra, label=f"{fw} seed")
-            if res is not None:
-                res["round"], res["position"] = r + 1, order.index(fw) + 1
-                runs[fw].append(res)
+        print(f"Round {r + 1}/{cfg['rounds']} ({', '.join(tasks)}): {', '.join(order)}", flush=True)
+        for task in tasks:
+            for fw in [f for f in order if f in runs[task]]:
+                extra = {"init_weights": os.path.join(workdir, f"{task}_init_weights.npz")}
+                if task == "seed" and r == cfg["rounds"] - 1:
+                    extra["save_weights"] = os.path.join(workdir, f"trained-{fw}.npz")
+                res = runner.run(fw, task, extra, label=f"{fw} {task}")
+                if res is not None:
+                    res["round"], res["position"] = r + 1, order.index(fw) + 1
+                    runs[task][fw].append(res)
     return runs
+
+
+def summarize_course(runs):
+    out = {}
+    for fw, rs in runs.items():
+        if rs:
+            out[fw] = {"rounds": len(rs),
+                       "ms_per_step": common.summary([r["ms_per_step"] for r in rs]),
+                       "ms_per_step_all_steps": common.summary([t for r in rs for t in r["step_ms"]]),
+                       "fit_ms_per_step": common.summary([r.get("fit_ms_per_step") for r in rs]),
+                       "peak_rss_mb": common.summary([r["peak_rss_mb"] for r in rs]),
+                       "train_images": rs[0]["train_images"], "batch_size": rs[0]["batch_size"],
+                       "image_shape": rs[0]["image_shape"], "fit_steps": rs[0]["fit_steps"]}
+    return out
 
 
 def summarize_seed(runs):
@@ -253,7 +278,7 @@ def ratios(summary):
         for fw, s in summary.items():
             out[key][fw] = {m: s[m]["median"] / summary[ref][m]["median"]
                             for m in ("ms_per_step", "fit_ms_per_step", "s_per_epoch", "predict_s", "peak_rss_mb")
-                            if s.get(m) and summary[ref].get(m) and summary[ref][m]["median"] > 0}
+                            if s.get(m) and isinstance(s[m], dict) and summary[ref].get(m) and summary[ref][m]["median"] > 0}
     return out
 
 
@@ -266,6 +291,17 @@ def run_jit(runner, cfg):
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return {"cold": cold, "warm": warm}
+
+
+def run_course_layers(runner, frameworks):
+    """tinycnn's course step, layer by layer (and on Numba, plan step by plan step)."""
+    out = {}
+    for fw in ("tinycnn-numba", "tinycnn-numpy"):
+        if fw in frameworks:
+            res = runner.run(fw, "layers", {"model": "course"}, label=f"{fw} course per-layer times")
+            if res is not None:
+                out[fw] = res
+    return {"backends": out} if out else None
 
 
 def run_layers(runner, frameworks, cfg):
@@ -320,14 +356,26 @@ def main(argv=None):
         import tinycnn
         from tinycnn import seed
         tinycnn.set_random_seed(common.SEED)
-        common.save_weights_list(os.path.join(workdir, "init_weights.npz"), seed.build_model().get_weights())
+        common.save_weights_list(os.path.join(workdir, "seed_init_weights.npz"), seed.build_model().get_weights())
+        from benchmarks import course
+        tinycnn.set_random_seed(common.SEED)
+        common.save_weights_list(os.path.join(workdir, "course_init_weights.npz"), course.tinycnn_model().get_weights())
 
-        if "seed" not in skip and runnable:
-            runs = run_seed(runner, runnable, cfg, workdir)
-            results["seed_runs"] = runs
-            results["seed"] = summarize_seed(runs)
-            results["ratios"] = ratios(results["seed"])
-            results["round_ratios"] = report.round_ratios(runs)
+        tasks = tuple(t for t in ("seed", "course") if t not in skip)
+        if tasks and runnable:
+            runs = run_rounds(runner, runnable, cfg, workdir, tasks)
+            if "seed" in runs:
+                results["seed_runs"] = runs["seed"]
+                results["seed"] = summarize_seed(runs["seed"])
+                results["ratios"] = ratios(results["seed"])
+                results["round_ratios"] = report.round_ratios(runs["seed"])
+                results["functional_ratios"] = report.course_round_ratios(
+                    runs["seed"], fw="tinycnn-functional", refs=("tinycnn-numba",), metrics=report.ROUND_METRICS)
+            if "course" in runs:
+                results["course_runs"] = runs["course"]
+                results["course"] = summarize_course(runs["course"])
+                results["course_ratios"] = ratios(results["course"])
+                results["course_round_ratios"] = report.course_round_ratios(runs["course"])
         if "jit" not in skip and "tinycnn-numba" in runnable:
             print("Numba JIT compile time", flush=True)
             results["jit"] = run_jit(runner, cfg)
@@ -341,6 +389,8 @@ def main(argv=None):
         if "layers" not in skip:
             print("Per-layer times and roofline", flush=True)
             results["layers"] = run_layers(runner, runnable, cfg)
+            if "course" not in skip:
+                results["course_layers"] = run_course_layers(runner, runnable)
         if "parity" not in skip:
             if "keras" in runnable:
                 print("Keras parity", flush=True)

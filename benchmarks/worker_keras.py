@@ -1,4 +1,4 @@
-"""The Keras (TensorFlow CPU) worker. Tasks: seed, scaling, parity.
+"""The Keras (TensorFlow CPU) worker. Tasks: seed, course, scaling, parity.
 
 Threads: TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS from run.py, also set through
 tf.config.threading before any op runs.
@@ -36,7 +36,16 @@ class Keras(common.KerasStyleModel):
         from .parity import keras_seed_model
         self.keras.backend.clear_session()
         self.keras.utils.set_random_seed(common.SEED)
-        self.model = keras_seed_model(size)
+        self._setup(keras_seed_model(size), weights)
+
+    def build_course(self, weights):
+        from . import course
+        self.keras.backend.clear_session()
+        self.keras.utils.set_random_seed(common.SEED)
+        self._setup(course.keras_model(), weights)
+
+    def _setup(self, model, weights):
+        self.model = model
         if weights is not None:
             self.model.set_weights(weights)
         self.model.compile(loss="categorical_crossentropy",
@@ -68,6 +77,8 @@ def run(cfg):
     if task == "seed":
         out = common.seed_task(fw, cfg)
         out["jit_compile"] = bool(getattr(fw.model, "jit_compile", False))
+    elif task == "course":
+        out = common.course_task(fw, cfg)
     elif task == "scaling":
         out = common.scaling_task(fw, cfg)
     elif task == "parity":

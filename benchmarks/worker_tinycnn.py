@@ -1,7 +1,9 @@
-"""The tinycnn worker: one backend ("numba" or "numpy") per process.
+"""The tinycnn worker: one backend ("numba" or "numpy") per process; cfg "api": "functional"
+builds the seed model with tinycnn.Model(inputs, outputs) instead of the Sequential.
 
-Tasks: seed (the tutorial's workload), scaling, layers (per-layer and, on Numba, per-step
-forward/backward times, FLOPs and the matmul peak), jit (Numba's compile time on whatever NUMBA_CACHE_DIR holds).
+Tasks: seed (the tutorial's workload), course (benchmarks/course.py), scaling, layers (per-layer
+and, on Numba, per-step forward/backward times, FLOPs and the matmul peak; cfg "model": "seed" or
+"course"), jit (Numba's compile time on whatever NUMBA_CACHE_DIR holds).
 """
 import statistics
 import sys
@@ -15,9 +17,9 @@ from . import common, roofline
 class TinyCNN(common.KerasStyleModel):
     """The adapter common.seed_task and common.scaling_task drive."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, api="sequential"):
         import tinycnn
-        self.tinycnn = tinycnn
+        self.tinycnn, self.api = tinycnn, api
         tinycnn.set_backend(backend)
 
     def build(self, size, weights):
@@ -25,13 +27,36 @@ class TinyCNN(common.KerasStyleModel):
         from tinycnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
         self.tinycnn.backend.clear_session()
         self.tinycnn.set_random_seed(common.SEED)
-        if size == 28:
+        if size == 28 and self.api == "functional":
+            self.model = self._functional_seed()
+        elif size == 28:
             self.model = seed.build_model()
         else:       # the same architecture on bigger images
             self.model = self.tinycnn.Sequential([
                 Conv2D(32, (3, 3), activation="relu", input_shape=(size, size, 1)), MaxPooling2D((2, 2)),
                 Dropout(0.25), Conv2D(64, (3, 3), activation="relu"), MaxPooling2D((2, 2)), Dropout(0.25),
                 Flatten(), Dense(128, activation="relu"), Dropout(0.5), Dense(10, activation="softmax")])
+        self._setup(weights)
+
+    def _functional_seed(self):
+        """seed.build_model()'s layers, called in a chain on tinycnn.Input: the same weights, in order."""
+        from tinycnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+        x = inputs = self.tinycnn.Input(shape=(28, 28, 1))
+        for layer in (Conv2D(32, kernel_size=(3, 3), activation="relu"), MaxPooling2D(pool_size=(2, 2)),
+                      Dropout(0.25), Conv2D(64, kernel_size=(3, 3), activation="relu"),
+                      MaxPooling2D(pool_size=(2, 2)), Dropout(0.25), Flatten(), Dense(128, activation="relu"),
+                      Dropout(0.5), Dense(10, activation="softmax")):
+            x = layer(x)
+        return self.tinycnn.Model(inputs=inputs, outputs=x)
+
+    def build_course(self, weights):
+        from . import course
+        self.tinycnn.backend.clear_session()
+        self.tinycnn.set_random_seed(common.SEED)
+        self.model = course.tinycnn_model()
+        self._setup(weights)
+
+    def _setup(self, weights):
         if weights is not None:
             self.model.set_weights(weights)
         self.initial = [w.copy() for w in self.model.get_weights()]
@@ -120,11 +145,16 @@ def layers_task(cfg):
     Adam step, the whole train_on_batch, the FLOPs, this machine's float32 matmul peak and, on
     the Numba backend, each step of the fast plan on the whole batch as one slice."""
     fw = TinyCNN(cfg["backend"])
-    (x, y), _ = common.load_data(dict(cfg, test_subset=1))
     bs, repeats = cfg["layer_batch"], cfg["layer_repeats"]
-    reps = -(-bs // len(x))
-    xb, yb = np.concatenate([x] * reps)[:bs], np.concatenate([y] * reps)[:bs]
-    fw.build(28, None)
+    if cfg.get("model") == "course":
+        from . import course
+        xb, yb = course.data(bs)
+        fw.build_course(None)
+    else:
+        (x, y), _ = common.load_data(dict(cfg, test_subset=1))
+        reps = -(-bs // len(x))
+        xb, yb = np.concatenate([x] * reps)[:bs], np.concatenate([y] * reps)[:bs]
+        fw.build(28, None)
     model = fw.model
     for _ in range(2):                      # compile the kernels, allocate the optimizer state
         model.train_on_batch(xb, yb)
@@ -136,7 +166,7 @@ def layers_task(cfg):
              "forward_flops": flops[i]["forward"], "backward_flops": flops[i]["backward"]}
             for i, layer in enumerate(model.layers)]
     fast = hasattr(plan, "steps")           # the Numba backend's FastPlan
-    out = {"backend": cfg["backend"], "batch_size": bs, "layers": rows,
+    out = {"backend": cfg["backend"], "model": cfg.get("model", "seed"), "batch_size": bs, "layers": rows,
            "plan": repr(plan) if fast else type(plan).__name__, "adam_ms": _ms(adam)}
     if fast:
         by_layer = {layer.name: (f, r) for layer, f, r in zip(model.layers, flops, rows)}
@@ -197,9 +227,11 @@ def run(cfg):
         return layers_task(cfg)
     if task == "jit":
         return jit_task(cfg)
-    fw = TinyCNN(cfg["backend"])
-    out = common.seed_task(fw, cfg) if task == "seed" else common.scaling_task(fw, cfg)
-    out["backend"] = cfg["backend"]
+    fw = TinyCNN(cfg["backend"], cfg.get("api", "sequential"))
+    tasks = {"seed": common.seed_task, "course": common.course_task, "scaling": common.scaling_task}
+    out = tasks[task](fw, cfg)
+    out["backend"], out["api"] = cfg["backend"], fw.api
+    out["model_class"] = type(fw.model).__name__
     out["versions"] = {"tinycnn": fw.tinycnn.__version__}
     try:
         import numba

@@ -1,4 +1,5 @@
-"""The PyTorch CPU worker: the seed model in NCHW with equivalent layers. Tasks: seed, scaling.
+"""The PyTorch CPU worker: the seed and course models in NCHW with equivalent layers.
+Tasks: seed, course, scaling.
 
 Threads: torch.set_num_threads(N) and set_num_interop_threads(N), N = OMP_NUM_THREADS from run.py.
 The loss is cross-entropy on logits (softmax fused, as tinycnn and Keras fuse it in backward);
@@ -38,6 +39,19 @@ class Torch:
             with torch.no_grad():
                 for p, w in zip(params, common.keras_to_torch(weights, size)):
                     p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+        self._setup()
+
+    def build_course(self, weights):
+        from . import course
+        self.torch.manual_seed(common.SEED)
+        self.model = course.torch_model()
+        if weights is not None:
+            missing, unexpected = self.model.load_state_dict(course.keras_to_torch(weights), strict=False)
+            if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+                raise ValueError(f"course weights do not fit the torch model: {missing}, {unexpected}")
+        self._setup()
+
+    def _setup(self):
         self.initial = {k: v.clone() for k, v in self.model.state_dict().items()}
         self._optimizer()
 
@@ -132,6 +146,8 @@ def run(cfg):
     if cfg["task"] == "seed":
         out = common.seed_task(fw, cfg)
         out["initial_forward_vs_tinycnn"] = forward_check(fw, cfg)
+    elif cfg["task"] == "course":
+        out = common.course_task(fw, cfg)
     elif cfg["task"] == "scaling":
         out = common.scaling_task(fw, cfg)
     else:

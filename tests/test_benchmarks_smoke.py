@@ -19,7 +19,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--frameworks",
-                           "tinycnn-numba,tinycnn-numpy", "--skip", "jit", "--out", str(out)],
+                           "tinycnn-numba,tinycnn-numpy,tinycnn-functional", "--skip", "jit", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out / "results.json") as f:
@@ -46,6 +46,59 @@ def test_seed_workload_measures_both_backends(smoke):
         assert results["ratios"]["vs_tinycnn_numpy"]["tinycnn-numba"][metric] > 0
     assert "keras" not in results["seed"] and results["errors"] == []
     assert results["round_ratios"] is None              # no Keras to compare with
+
+
+def test_course_workload_measures_both_backends_in_the_same_rounds(smoke):
+    _, results, _ = smoke
+    course = results["settings"]["course"]
+    for fw in ("tinycnn-numba", "tinycnn-numpy"):
+        s = results["course"][fw]
+        for metric in ("ms_per_step", "fit_ms_per_step", "peak_rss_mb"):
+            assert 0 < s[metric]["min"] <= s[metric]["median"] <= s[metric]["max"]
+        assert s["image_shape"] == [32, 32, 3] and s["batch_size"] == 16
+        assert s["train_images"] == course["fit_steps"][1] * 16
+        run = results["course_runs"][fw][0]
+        assert run["task"] == "course" and run["round"] == 1 and len(run["step_ms"]) == course["steps"]
+        t1, t2 = run["fit_s"]
+        assert 0 < t1 < t2 and run["fit_steps"] == course["fit_steps"]
+        seed_run = results["seed_runs"][fw][0]
+        assert seed_run["round"] == run["round"] and seed_run["pid"] != run["pid"]     # a process of its own
+    assert results["course_ratios"]["vs_tinycnn_numpy"]["tinycnn-numba"]["ms_per_step"] > 0
+    assert "keras" not in results["course"] and results["course_round_ratios"] is None
+
+
+def test_functional_seed_in_the_same_rounds_as_the_sequential(smoke):
+    _, results, _ = smoke
+    run, seq = results["seed_runs"]["tinycnn-functional"][0], results["seed_runs"]["tinycnn-numba"][0]
+    assert run["model_class"] == "Functional" and seq["model_class"] == "Sequential"
+    assert run["api"] == "functional" and run["backend"] == "numba" and run["pid"] != seq["pid"]
+    assert run["round"] == seq["round"] and len(run["step_ms"]) == results["settings"]["steps"]
+    assert 0 <= run["test_accuracy"] <= 1 and run["train_images"] == 256
+    assert "tinycnn-functional" not in results["course"]         # the seed model only
+    rr = results["functional_ratios"]["tinycnn-numba"]
+    assert rr["rounds"][0]["ms_per_step"] == pytest.approx(run["ms_per_step"] / seq["ms_per_step"])
+    assert rr["median"]["ms_per_step"] == pytest.approx(rr["rounds"][0]["ms_per_step"])
+    assert results["ratios"]["vs_tinycnn_numpy"]["tinycnn-functional"]["ms_per_step"] > 0
+    md = (smoke[0] / "results.md").read_text()
+    assert "tinycnn (Numba, functional API) ÷ tinycnn (Numba)" in md and "| tinycnn (Numba, functional API) |" in md
+
+
+def test_course_step_layer_by_layer(smoke):
+    _, results, _ = smoke
+    backends = results["course_layers"]["backends"]
+    kinds = ["Conv2D", "BatchNormalization", "ReLU"] * 2 + ["MaxPooling2D", "Conv2D", "BatchNormalization", "ReLU",
+                                                            "GlobalAveragePooling2D", "Dense"]
+    for fw in ("tinycnn-numba", "tinycnn-numpy"):
+        r = backends[fw]
+        assert r["model"] == "course" and [x["type"] for x in r["layers"]] == kinds
+        assert all(x["forward_ms"] > 0 and x["backward_ms"] > 0 for x in r["layers"])
+        assert r["layers"][0]["out_shape"] == [32, 32, 32]                      # 'same' padding
+        assert r["layers"][0]["forward_flops"] == 2 * 8 * 32 * 32 * 3 * 3 * 3 * 32
+    steps = backends["tinycnn-numba"]["plan_steps"]
+    assert [s["step"] for s in steps] == ["ConvStep", "BatchNormStep", "ConvStep", "BatchNormStep", "PoolStep",
+                                          "ConvStep", "BatchNormStep", "LayerStep", "DenseStep"]
+    assert steps[1]["layers"] == ["batch_normalization", "re_lu"]
+    assert all(s["forward_ms"] > 0 and s["backward_ms"] > 0 for s in steps)
 
 
 def test_machine_and_load_are_recorded(smoke):
@@ -102,6 +155,7 @@ def test_report_files(smoke):
     md = (out / "results.md").read_text()
     assert "tinycnn (Numba)" in md and "roofline" in md
     assert "fit ms/step (marginal)" in md and "the fast plan's steps" in md and "| ConvStep |" in md
+    assert "## Course workload" in md and "Where tinycnn's course step goes" in md and "| BatchNormStep |" in md
     assert "keras" in results["skipped"]["parity"].lower() or "parity" in results["skipped"]
 
 
