@@ -104,3 +104,15 @@ def test_plot_model_draws_a_graph_model_with_an_arrow_per_tensor_read(tmp_path):
     assert ("concatenate", "cls") in edges and ("concatenate", "reg") in edges and len(edges) == 7
     tinycnn.utils.plot_model(two_by_two(), to_file=str(tmp_path / "m.png"), show_shapes=True)
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_a_chain_prints_keras_3s_three_column_summary():
+    tinycnn.utils.clear_session()
+    inputs = tinycnn.Input((784,))
+    hidden = L.Dense(64)(inputs)
+    model = tinycnn.Model(inputs, L.Dense(10)(hidden))
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert lines[2] == "┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃"
+    assert lines[6] == "│ dense (Dense)                   │ (None, 64)             │        50,240 │"
+    assert lines[-3] == " Total params: 50,890 (198.79 KB)"        # as Keras 3.15 prints this model

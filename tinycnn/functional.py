@@ -87,9 +87,12 @@ class Functional(Model):
         return [tensor.node.layer.name, calls.index(tensor.node), 0]
 
     def summary(self, print_fn=None):
-        """Keras 3's table for a functional model: each layer call with what it is connected to."""
+        """Keras 3's table for a functional model: each layer call with what it is connected to
+        (a model that is a plain chain gets Keras's three columns, without "Connected to")."""
         print_fn = print_fn or print
-        widths = (21, 19, 12, 19)
+        chain = self._sequential_like()
+        widths = (33, 24, 15) if chain else (21, 19, 12, 19)
+        headers = ("Layer (type)", "Output Shape", "Param #", "Connected to")[:len(widths)]
 
         def cells(texts, right=(False, False, True, False)):
             rows = max(len(t) for t in texts)
@@ -107,10 +110,9 @@ class Functional(Model):
         print_fn(f'Model: "{self.name}"')
         print_fn(line("┏", "┳", "┓", "━"))
         print_fn("┃" + "┃".join(" " + h.ljust(w - 2) + " " if i != 2 else " " + h.rjust(w - 2) + " "
-                                for i, (h, w) in enumerate(zip(("Layer (type)", "Output Shape", "Param #",
-                                                                "Connected to"), widths))) + "┃")
+                                for i, (h, w) in enumerate(zip(headers, widths))) + "┃")
         print_fn(line("┡", "╇", "┩", "━"))
-        rows = [([f"{t.input_layer.name} (InputLayer)"], [shape_str(t.shape[1:])], ["0"], ["-"])
+        rows = [([f"{t.input_layer.name} (InputLayer)"], [shape_str(t.shape[1:])], ["0"], ["-"])[:len(widths)]
                 for t in self._graph.inputs]
         counted = set()
         for node in self._graph.nodes:
@@ -118,14 +120,25 @@ class Functional(Model):
             counted.add(id(node.layer))
             sources = [f"{h[0]}[{h[1]}][{h[2]}]" for h in map(self._history, node.inputs)]
             kind = type(node.layer).__name__
-            rows.append(([node.layer.name, f"({kind})"] if len(node.layer.name) + len(kind) > 16
+            rows.append(([node.layer.name, f"({kind})"] if len(node.layer.name) + len(kind) + 3 > widths[0] - 2
                          else [f"{node.layer.name} ({kind})"], [shape_str(node.output.shape[1:])], [f"{params:,}"],
-                         [s + ("," if i < len(sources) - 1 else "") for i, s in enumerate(sources)]))
+                         [s + ("," if i < len(sources) - 1 else "") for i, s in enumerate(sources)])[:len(widths)])
         for i, row in enumerate(rows):
             for text in cells(row):
                 print_fn(text)
             print_fn(line("├", "┼", "┤") if i < len(rows) - 1 else line("└", "┴", "┘"))
         self._print_totals(print_fn, sizes=True)
+
+    def _sequential_like(self):
+        """One input, one output, and every node reads the one before it: a chain, as Keras's summary sees it."""
+        g, previous = self._graph, self._graph.inputs
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            return False
+        for node in g.nodes:
+            if node.layer.multi_input or node.shared or node.inputs != previous:
+                return False
+            previous = [node.output]
+        return True
 
     # -- config: Keras's functional layout (inbound_nodes, input_layers, output_layers) -------
     def get_config(self):
