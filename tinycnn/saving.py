@@ -22,10 +22,11 @@ Nothing is ever pickled, and every file is written to a temporary name, then ren
 import datetime
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from . import weights as weights_file
 
 KERAS_VERSION = "3.15.1"         # the Keras release whose .keras layout this follows
 H5_HINT = 'install h5py (pip install "tinycnn[h5]")'
@@ -253,27 +254,6 @@ def set_weight_arrays(model, arrays, where):
         set_optimizer_variables(model, [a for _, a in opt], where)
 
 
-def atomic_write(path, write, what):
-    """write(file object) into a temporary file beside `path`, flushed to disk, then renamed over it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{what}: the folder {folder!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)               # mkstemp makes it private (0600); use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def h5_bytes(model, arrays):
     import io
     h5py = h5py_or_none()
@@ -288,7 +268,7 @@ def save_weights_h5(model, path):
         raise SavingError(f"{model.name}.save_weights({path!r}): an .h5 weights file needs h5py, which is not "
                           f"installed: {H5_HINT}, or use a name ending in '.weights.npz'")
     data = h5_bytes(model, weight_arrays(model))
-    atomic_write(path, lambda f: f.write(data), f"{model.name}.save_weights")
+    weights_file.atomic_write(path, lambda f: f.write(data), f"{model.name}.save_weights")
 
 
 def load_weights_h5(model, path):
@@ -337,7 +317,7 @@ def save_model(model, path, overwrite=True, zipped=None, include_optimizer=True)
             z.writestr("metadata.json", metadata)
             z.writestr("config.json", config)
             z.writestr(weights_name, weights)
-    atomic_write(path, write, f"{model.name}.save")
+    weights_file.atomic_write(path, write, f"{model.name}.save")
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):

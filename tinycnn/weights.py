@@ -19,11 +19,26 @@ class MissingWeightsFileError(WeightsFileError, FileNotFoundError):
     """load_weights of a path that does not exist."""
 
 
-def _umask():
-    """The process's file-creation mask (reading it means setting it, then putting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def atomic_write(path, write, what):
+    """write(file object) into a temporary file beside `path`, flushed to disk, then renamed over it:
+    readers see the old file or the new one, never half of one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{what}: the folder {folder!r} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())               # on disk before the rename, not just in a cache
+        mask = os.umask(0)                     # reading the process's mask means setting it, then putting it back
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)           # mkstemp makes it private (0600); use the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def names(model):
@@ -53,21 +68,7 @@ def save(model, path):
         from . import saving
         return saving.save_weights_h5(model, path)
     arrays = dict(zip(names(model), model.get_weights()))
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"save_weights: the folder {folder!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)              # plain .npy arrays in a zip: no pickle
-            f.flush()
-            os.fsync(f.fileno())               # on disk before the rename, not just in a cache
-        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes it private (0600); use the usual mode
-        os.replace(tmp, path)                  # readers see the old file or the new one, never half
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays), "save_weights")    # plain .npy arrays in a zip: no pickle
 
 
 def load(model, path):
