@@ -19,7 +19,8 @@ from ..backend import K
 from .activations import get_activation
 from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, serialized,
                    shape_str, window_output)
-from .conv_transpose import refuse_unsupported, regularizer
+from .conv_transpose import refuse_unsupported
+from .dense import regularizer
 
 
 def single(value, arg, layer):

@@ -25,7 +25,7 @@ from ..backend import K
 from .activations import get_activation
 from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, pair, serialized,
                    shape_str, window_output)
-from .dense import check_regularizer
+from .dense import regularizer
 
 
 def refuse_unsupported(layer, data_format=None, dilation_rate=1, groups=1, activity_regularizer=None,
@@ -43,14 +43,6 @@ def refuse_unsupported(layer, data_format=None, dilation_rate=1, groups=1, activ
     for arg, value in constraints.items():
         if value is not None:
             raise ValueError(f"{layer}: {arg} is not supported (only None); received {value!r}")
-
-
-def regularizer(layer, arg, value, key):
-    """The `arg` regularizer (e.g. kernel_regularizer) of weight `key`, checked and put in layer.regularizers."""
-    penalty = check_regularizer(value, arg, layer)
-    if penalty is not None and (key != "bias" or layer.use_bias):
-        layer.regularizers[key] = penalty
-    return penalty
 
 
 def transpose_output(size, k, s, padding, output_padding):

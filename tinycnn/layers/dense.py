@@ -24,12 +24,18 @@ def check_regularizer(value, arg, layer):
         raise type(err)(f"{layer}: {arg}: {err}") from None
 
 
+def regularizer(layer, arg, value, key):
+    """The `arg` regularizer (e.g. kernel_regularizer) of weight `key`, checked and put in layer.regularizers."""
+    penalty = check_regularizer(value, arg, layer)
+    if penalty is not None and (key != "bias" or layer.use_bias):
+        layer.regularizers[key] = penalty
+    return penalty
+
+
 def add_regularizers(layer, kernel_regularizer, bias_regularizer):
     """layer.regularizers = {"kernel": ..., "bias": ...}, the ones given (Dense's and Conv2D's arguments)."""
-    for key, value in (("kernel", kernel_regularizer), ("bias", bias_regularizer)):
-        penalty = check_regularizer(value, f"{key}_regularizer", layer)
-        if penalty is not None and (key == "kernel" or layer.use_bias):
-            layer.regularizers[key] = penalty
+    regularizer(layer, "kernel_regularizer", kernel_regularizer, "kernel")
+    regularizer(layer, "bias_regularizer", bias_regularizer, "bias")
 
 
 def weight_config(layer):

@@ -25,7 +25,8 @@ from ..backend import K
 from .activations import get_activation
 from .base import (Layer, check_initializer, check_padding, check_positive_int, initialize, pair, serialized,
                    window_shapes)
-from .conv_transpose import refuse_unsupported, regularizer
+from .conv_transpose import refuse_unsupported
+from .dense import regularizer
 
 
 def depthwise_forward(x, w, strides, pads, out_shape):
