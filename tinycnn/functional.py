@@ -147,10 +147,8 @@ class Functional(Model):
         def tensor(t):
             return {"class_name": "__keras_tensor__", "config": {"shape": list(t.shape), "dtype": "float32",
                                                                   "keras_history": self._history(t)}}
-        entries = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                    "name": t.input_layer.name, "inbound_nodes": [],
-                    "config": {"batch_shape": list(t.shape), "dtype": "float32", "sparse": False, "ragged": False,
-                               "name": t.input_layer.name, "optional": False}} for t in self._graph.inputs]
+        entries = [{**saving.input_entry(t.input_layer.name, t.shape), "name": t.input_layer.name,
+                    "inbound_nodes": []} for t in self._graph.inputs]
         for layer in self.layers:
             calls = [n for n in self._graph.nodes if n.layer is layer]
             entry = saving.layer_entry(layer)

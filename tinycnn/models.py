@@ -498,10 +498,7 @@ class Sequential(Model):
         """Keras's Sequential config: the name and every layer's entry, an InputLayer first if the shape is known."""
         entries = [saving.layer_entry(layer) for layer in self.layers]
         if self.input_shape_ is not None:
-            entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                               "config": {"batch_shape": list(self.input_shape), "dtype": "float32",
-                                          "sparse": False, "ragged": False, "name": "input_layer",
-                                          "optional": False}})
+            entries.insert(0, saving.input_entry("input_layer", self.input_shape))
         config = {"name": self.name, "trainable": self.trainable, "dtype": "float32", "layers": entries}
         if self.input_shape_ is not None:
             config["build_input_shape"] = list(self.input_shape)

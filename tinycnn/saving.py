@@ -48,6 +48,13 @@ def layer_entry(layer):
     return entry
 
 
+def input_entry(name, batch_shape):
+    """Keras's entry for an InputLayer of this name and shape (None first, for the batch)."""
+    return {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+            "config": {"batch_shape": list(batch_shape), "dtype": "float32", "sparse": False, "ragged": False,
+                       "name": name, "optional": False}}
+
+
 def layer_from_entry(entry, custom_objects=None):
     """A tinycnn layer from Keras's entry, or a clear error naming what tinycnn does not have."""
     from . import layers
